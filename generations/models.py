@@ -1,0 +1,331 @@
+"""A Generation is one video a person asked Luma for, from the form to the stored file.
+
+States, in order:
+
+    SUBMITTING  ours: stored, the upstream has not accepted it yet (a task is sending it)
+    QUEUED      the upstream's: accepted, waiting for a GPU
+    DREAMING    the upstream's: rendering
+    STORING     the upstream finished; we are copying the video into our storage
+    COMPLETED   terminal: our copy of the video and its poster are stored
+    FAILED      terminal: `failure_reason` says why, in words a person understands
+
+Every transition is one conditional UPDATE (`filter(pk=..., state__in=old).update(...)`), so two
+workers can never both win, and each one is written to the event log. Every change that a person
+could see bumps `updated_at`: the gallery's live updates ask for rows changed since a cursor.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from generations.luma import Upstream
+
+
+class State(models.TextChoices):
+    SUBMITTING = "submitting", "Submitting"
+    QUEUED = "queued", "Queued"
+    DREAMING = "dreaming", "Dreaming"
+    STORING = "storing", "Saving"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+IN_FLIGHT = (State.QUEUED, State.DREAMING)
+TERMINAL = (State.COMPLETED, State.FAILED)
+ACTIVE = (State.SUBMITTING, State.QUEUED, State.DREAMING, State.STORING)
+
+MODEL_CHOICES = [("ray-v2", "Ray 2 (ray-v2)"), ("ray-v1", "Ray 1.6 (ray-v1)")]
+DURATION_CHOICES = [("5", "5 seconds"), ("9", "9 seconds")]
+RESOLUTION_CHOICES = [("540p", "540p"), ("720p", "720p"), ("1080p", "1080p")]
+
+# A generation reported "completed" without a video link is asked again this many times.
+MISSING_VIDEO_POLLS = 5
+
+
+class GenerationQuerySet(models.QuerySet):
+    def in_flight(self) -> GenerationQuerySet:
+        return self.filter(state__in=IN_FLIGHT)
+
+    def active(self) -> GenerationQuerySet:
+        return self.filter(state__in=ACTIVE)
+
+    def due(self, now=None) -> GenerationQuerySet:
+        return self.filter(next_poll_at__lte=now or timezone.now())
+
+    def unclaimed(self, now=None) -> GenerationQuerySet:
+        return self.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now or timezone.now()))
+
+    def changed_since(self, cursor) -> GenerationQuerySet:
+        return self.filter(updated_at__gt=cursor)
+
+    def for_gallery(self) -> GenerationQuerySet:
+        return self.select_related("owner").order_by("-created_at", "-id")
+
+
+class Generation(models.Model):
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
+    )
+    prompt = models.TextField()
+    model_name = models.CharField("model", max_length=20, choices=MODEL_CHOICES, default="ray-v2")
+    duration = models.CharField(max_length=4, choices=DURATION_CHOICES, blank=True)
+    resolution = models.CharField(max_length=8, choices=RESOLUTION_CHOICES, blank=True)
+    expand_prompt = models.BooleanField(default=False)
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="extensions"
+    )
+
+    state = models.CharField(max_length=12, choices=State.choices, default=State.SUBMITTING)
+    upstream_id = models.CharField(max_length=100, blank=True, db_index=True)
+    failure_reason = models.TextField(blank=True)
+    # The upstream's last answer, for admins; never shown to users as is.
+    upstream_response = models.JSONField(null=True, blank=True)
+    # The upstream's link to the finished video: it expires, so we copy the file at once.
+    video_url = models.URLField(max_length=4000, blank=True)
+    video = models.FileField(upload_to="videos/", blank=True)
+    poster = models.FileField(upload_to="posters/", blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    # When the poller should next ask the upstream (or retry a submit or a store).
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    # A task working on this row holds it until then; a dead worker's claim simply expires.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    poll_errors = models.PositiveIntegerField(default=0)
+
+    objects = GenerationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="gen_newest"),
+            models.Index(fields=["state", "next_poll_at"], name="gen_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prompt[:60]} ({self.get_state_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("generation", args=[self.code])
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def version(self) -> str:
+        """Changes whenever the card would render differently."""
+        return f"{self.updated_at.timestamp():.6f}"
+
+    # --- transitions ----------------------------------------------------------------------
+
+    def _transition(
+        self, to: str, *, from_states: tuple[str, ...], detail: str = "", **fields: Any
+    ) -> bool:
+        """Move to `to` if the row is still in one of `from_states`; record it. One winner."""
+        now = timezone.now()
+        fields["updated_at"] = now
+        with transaction.atomic():
+            won = Generation.objects.filter(pk=self.pk, state__in=from_states).update(
+                state=to, **fields
+            )
+            if won:
+                GenerationEvent.objects.create(
+                    generation_id=self.pk, at=now, from_state=self.state, to_state=to, detail=detail
+                )
+        if won:
+            self.state = to
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(won)
+
+    def claim(self, seconds: float) -> bool:
+        """Hold this row for one task for `seconds`; False if another task holds it."""
+        now = timezone.now()
+        until = now + timedelta(seconds=seconds)
+        won = (
+            Generation.objects.filter(pk=self.pk, state=self.state)
+            .unclaimed(now)
+            .update(claimed_until=until, attempts=models.F("attempts") + 1)
+        )
+        if won:
+            self.claimed_until = until
+            self.attempts += 1
+        return bool(won)
+
+    def release(self, retry_in: float | None = None) -> None:
+        """Let go of the claim; with `retry_in`, the poller's sweep tries again then."""
+        next_at = timezone.now() + timedelta(seconds=retry_in) if retry_in is not None else None
+        Generation.objects.filter(pk=self.pk).update(claimed_until=None, next_poll_at=next_at)
+        self.claimed_until, self.next_poll_at = None, next_at
+
+    def mark_submitted(self, upstream: Upstream) -> bool:
+        state = upstream.state if upstream.state in IN_FLIGHT else State.QUEUED
+        return self._transition(
+            state,
+            from_states=(State.SUBMITTING,),
+            detail=f"accepted upstream as {upstream.id}",
+            upstream_id=upstream.id,
+            upstream_response=upstream.raw,
+            submitted_at=timezone.now(),
+            next_poll_at=timezone.now() + timedelta(seconds=settings.LUMA_POLL_SECONDS),
+            claimed_until=None,
+            poll_errors=0,
+            attempts=0,
+        )
+
+    def poll_delay(self) -> float:
+        """Quick at first, slower for long generations, slower still after errors."""
+        base = settings.LUMA_POLL_SECONDS
+        age = (timezone.now() - (self.submitted_at or self.created_at)).total_seconds()
+        if age > 120:
+            base *= 2.5
+        return min(base * (2**self.poll_errors), 60.0)
+
+    def apply_upstream(self, upstream: Upstream) -> bool:
+        """Take in what the upstream says of this generation. True when the card changed."""
+        now = timezone.now()
+        if upstream.state == State.FAILED:
+            return self.mark_failed(
+                upstream.failure_reason or "Luma could not make this video.",
+                raw=upstream.raw,
+            )
+        if upstream.state == State.COMPLETED:
+            if upstream.video_url:
+                return self._transition(
+                    State.STORING,
+                    from_states=IN_FLIGHT,
+                    detail="finished upstream",
+                    video_url=upstream.video_url,
+                    upstream_response=upstream.raw,
+                    next_poll_at=now + timedelta(seconds=60),
+                    poll_errors=0,
+                    attempts=0,
+                )
+            # Luma can say "completed" a poll before the link appears: ask again, briefly.
+            if self.poll_errors + 1 >= MISSING_VIDEO_POLLS:
+                return self.mark_failed(
+                    "Luma finished the video but never gave a link to it.", raw=upstream.raw
+                )
+            Generation.objects.filter(pk=self.pk).update(
+                poll_errors=models.F("poll_errors") + 1,
+                next_poll_at=now + timedelta(seconds=settings.LUMA_POLL_SECONDS),
+            )
+            return False
+        # Still queued or dreaming (an unknown upstream word counts as still dreaming).
+        if upstream.state != self.state:
+            return self._transition(
+                upstream.state,
+                from_states=IN_FLIGHT,
+                upstream_response=upstream.raw,
+                next_poll_at=now + timedelta(seconds=self.poll_delay()),
+                poll_errors=0,
+            )
+        # Nothing a person would see changed: leave updated_at alone so live updates stay 204.
+        Generation.objects.filter(pk=self.pk, state=self.state).update(
+            next_poll_at=now + timedelta(seconds=self.poll_delay()), poll_errors=0
+        )
+        return False
+
+    def defer(self, seconds: float) -> bool:
+        """Push the next sweep's look at this row back; False if another sweep got there."""
+        return bool(
+            Generation.objects.filter(pk=self.pk, next_poll_at=self.next_poll_at).update(
+                next_poll_at=timezone.now() + timedelta(seconds=seconds)
+            )
+        )
+
+    def poll_failed(self, error: Exception) -> None:
+        """The upstream did not answer this poll: back off and try again later."""
+        self.poll_errors += 1
+        Generation.objects.filter(pk=self.pk).update(
+            poll_errors=models.F("poll_errors") + 1,
+            next_poll_at=timezone.now() + timedelta(seconds=self.poll_delay()),
+        )
+
+    def mark_completed(self, video_name: str, poster_name: str) -> bool:
+        return self._transition(
+            State.COMPLETED,
+            from_states=(State.STORING,),
+            detail="video stored",
+            video=video_name,
+            poster=poster_name,
+            completed_at=timezone.now(),
+            next_poll_at=None,
+            claimed_until=None,
+        )
+
+    def mark_failed(self, reason: str, raw: Any = None) -> bool:
+        fields: dict[str, Any] = {"failure_reason": reason, "next_poll_at": None}
+        if raw is not None:
+            fields["upstream_response"] = raw
+        return self._transition(
+            State.FAILED,
+            from_states=ACTIVE,
+            detail=reason,
+            claimed_until=None,
+            **fields,
+        )
+
+
+class GenerationEvent(models.Model):
+    """One transition of a generation: the history its detail page shows."""
+
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    from_state = models.CharField(max_length=12, choices=State.choices)
+    to_state = models.CharField(max_length=12, choices=State.choices)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state} -> {self.to_state}"
+
+
+class Lease(models.Model):
+    """A named lock with an expiry, held in the database so every process sees it."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    expires_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def acquire(cls, name: str, holder: str, seconds: float) -> bool:
+        now = timezone.now()
+        cls.objects.get_or_create(name=name, defaults={"expires_at": now})
+        won = cls.objects.filter(Q(expires_at__lt=now) | Q(holder=holder), name=name).update(
+            holder=holder, expires_at=now + timedelta(seconds=seconds)
+        )
+        return bool(won)
+
+    @classmethod
+    def renew(cls, name: str, holder: str, seconds: float) -> bool:
+        expires = timezone.now() + timedelta(seconds=seconds)
+        return bool(cls.objects.filter(name=name, holder=holder).update(expires_at=expires))
+
+    @classmethod
+    def release(cls, name: str, holder: str) -> None:
+        cls.objects.filter(name=name, holder=holder).update(expires_at=timezone.now(), holder="")

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from generations import luma
+from generations.models import Generation
+
+
+@pytest.fixture(autouse=True)
+def _isolated(settings, tmp_path):
+    """Each test gets its own media and emulator storage, fast hashing, plain static files."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "media"},
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.LUMA_EMULATOR_DIR = tmp_path / "emulator"
+    settings.LUMA_API_KEY = ""
+    settings.LUMA_API_DIALECT = "router"
+    luma.client.cache_clear()
+    yield
+    luma.client.cache_clear()
+
+
+def make_user(username: str, **fields):
+    return get_user_model().objects.create_user(username=username, password="pass", **fields)
+
+
+def make_generation(owner, **fields) -> Generation:
+    fields.setdefault("prompt", "A red fox running through snow")
+    return Generation.objects.create(owner=owner, **fields)
+
+
+def login(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice(db):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return make_user("bob")
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("boss", is_staff=True, is_superuser=True)
