@@ -15,7 +15,7 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	Q_CLUSTER_NAME=lumaweb-test CACHE_PREFIX=lumaweb-test $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

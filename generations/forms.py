@@ -39,7 +39,10 @@ class GenerateForm(forms.ModelForm):
         self.fields["model_name"].error_messages["invalid_choice"] = (
             "Choose one of the models in the list."
         )
-        self.fields["duration"].choices = [("", "Model default"), *self.fields["duration"].choices[1:]]
+        self.fields["duration"].choices = [
+            ("", "Model default"),
+            *self.fields["duration"].choices[1:],
+        ]
         self.fields["resolution"].choices = [
             ("", "Model default"),
             *self.fields["resolution"].choices[1:],

@@ -130,7 +130,9 @@ class LumaClient:
             # No Authorization header: the link points at a CDN, not at the API.
             with os.fdopen(fd, "wb") as out, self.http.stream("GET", url) as response:
                 if response.status_code != 200:
-                    raise _error_for(response.status_code, f"download answered {response.status_code}")
+                    raise _error_for(
+                        response.status_code, f"download answered {response.status_code}"
+                    )
                 kind = response.headers.get("content-type", "").split(";")[0].strip()
                 if kind and not kind.startswith(("video/", "application/octet-stream")):
                     raise PermanentError(f"the video link returned {kind}, not a video")
@@ -288,9 +290,7 @@ def build_client() -> LumaClient:
     base = EMULATOR_BASE_URL
     if settings.LUMA_API_DIALECT == "official":
         base += "/dream-machine/v1"
-    http = httpx.Client(
-        transport=httpx.WSGITransport(app=emulator), base_url=base, timeout=timeout
-    )
+    http = httpx.Client(transport=httpx.WSGITransport(app=emulator), base_url=base, timeout=timeout)
     return LumaClient(
         http, api_key=os.environ.get("LUMA_EMULATOR_API_KEY", ""), dialect=settings.LUMA_API_DIALECT
     )

@@ -62,7 +62,9 @@ class GenerationQuerySet(models.QuerySet):
         return self.filter(next_poll_at__lte=now or timezone.now())
 
     def unclaimed(self, now=None) -> GenerationQuerySet:
-        return self.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now or timezone.now()))
+        return self.filter(
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=now or timezone.now())
+        )
 
     def changed_since(self, cursor) -> GenerationQuerySet:
         return self.filter(updated_at__gt=cursor)

@@ -85,7 +85,9 @@ def _submit(generation: Generation) -> str:
             upstream = client.create(request)
     except luma.TransientError as exc:
         if generation.attempts >= 8:
-            generation.mark_failed(f"Luma was unavailable; gave up after {generation.attempts} tries.")
+            generation.mark_failed(
+                f"Luma was unavailable; gave up after {generation.attempts} tries."
+            )
             return "gave up"
         delay = exc.retry_after if exc.retry_after is not None else backoff(generation.attempts)
         log.info("submit of %s will be retried in %.1fs: %s", generation.code, delay, exc)

@@ -65,7 +65,9 @@ def env_list(name: str, default: list[str]) -> list[str]:
 def database_from_url(url: str) -> dict:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
-        raise ImproperlyConfigured(f"DATABASE_URL must start with postgres://, not {parts.scheme}://")
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must start with postgres://, not {parts.scheme}://"
+        )
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parts.path.lstrip("/")) or "postgres",
@@ -263,7 +265,9 @@ LUMA_API_KEY = env_str("LUMA_API_KEY")
 LUMA_BASE_URL = env_str("LUMA_BASE_URL").rstrip("/")
 LUMA_API_DIALECT = env_str("LUMA_API_DIALECT", "router")
 if LUMA_API_DIALECT not in {"router", "official"}:
-    raise ImproperlyConfigured(f"LUMA_API_DIALECT must be router or official, not {LUMA_API_DIALECT}")
+    raise ImproperlyConfigured(
+        f"LUMA_API_DIALECT must be router or official, not {LUMA_API_DIALECT}"
+    )
 if LUMA_API_KEY and not LUMA_BASE_URL:
     raise ImproperlyConfigured("LUMA_API_KEY is set: set LUMA_BASE_URL to your router's URL too")
 LUMA_TIMEOUT_SECONDS = env_float("LUMA_TIMEOUT_SECONDS", 30.0, minimum=1.0)

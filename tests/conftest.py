@@ -45,6 +45,17 @@ def login(user) -> Client:
 
 
 @pytest.fixture
+def broker(db):
+    """The configured django-q2 broker (ORM or Redis), emptied for the test."""
+    from django_q.brokers import get_broker
+
+    broker = get_broker()
+    broker.purge_queue()
+    yield broker
+    broker.purge_queue()
+
+
+@pytest.fixture
 def alice(db):
     return make_user("alice")
 

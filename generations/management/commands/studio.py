@@ -12,7 +12,9 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Serves the studio: the web process (gunicorn) and a django-q2 worker. Ctrl-C stops both."
+    help = (
+        "Serves the studio: the web process (gunicorn) and a django-q2 worker. Ctrl-C stops both."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -43,7 +45,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
         if _wait_for_port(host, port, processes):
-            mode = "Luma via " + settings.LUMA_BASE_URL if settings.LUMA_API_KEY else "the built-in Luma emulator"
+            mode = (
+                "Luma via " + settings.LUMA_BASE_URL
+                if settings.LUMA_API_KEY
+                else "the built-in Luma emulator"
+            )
             self.stdout.write(
                 self.style.SUCCESS(f"lumaweb is serving http://{host}:{port}/ on {mode}.")
                 + "\nData lives in "
@@ -63,7 +69,9 @@ class Command(BaseCommand):
                 process.kill()
         self.stdout.write("lumaweb stopped.")
         if not stopping:
-            failed = [p.args[2] if p.args[1] == "-m" else p.args[0] for p in processes if p.returncode]
+            failed = [
+                p.args[2] if p.args[1] == "-m" else p.args[0] for p in processes if p.returncode
+            ]
             sys.exit(f"lumaweb stopped because a process exited: {', '.join(failed)}")
 
 
