@@ -23,7 +23,6 @@ from pathlib import Path
 import av
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import close_old_connections
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -187,8 +186,6 @@ def _fetch(client: luma.LumaClient, generation: Generation) -> luma.Upstream | E
         return client.get(generation.upstream_id)
     except luma.LumaError as exc:
         return exc
-    finally:
-        close_old_connections()
 
 
 def _apply(generation: Generation, answer: luma.Upstream | Exception) -> None:
