@@ -318,7 +318,7 @@ class Lease(models.Model):
     def acquire(cls, name: str, holder: str, seconds: float) -> bool:
         now = timezone.now()
         cls.objects.get_or_create(name=name, defaults={"expires_at": now})
-        won = cls.objects.filter(Q(expires_at__lt=now) | Q(holder=holder), name=name).update(
+        won = cls.objects.filter(Q(expires_at__lte=now) | Q(holder=holder), name=name).update(
             holder=holder, expires_at=now + timedelta(seconds=seconds)
         )
         return bool(won)

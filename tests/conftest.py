@@ -7,6 +7,9 @@ from django.test import Client
 from generations import luma
 from generations.models import Generation
 
+# Tests may swap `luma.client` for one of their own; this stays the cached original.
+CACHED_CLIENT = luma.client
+
 
 @pytest.fixture(autouse=True)
 def _isolated(settings, tmp_path):
@@ -24,9 +27,9 @@ def _isolated(settings, tmp_path):
     settings.LUMA_EMULATOR_DIR = tmp_path / "emulator"
     settings.LUMA_API_KEY = ""
     settings.LUMA_API_DIALECT = "router"
-    luma.client.cache_clear()
+    CACHED_CLIENT.cache_clear()
     yield
-    luma.client.cache_clear()
+    CACHED_CLIENT.cache_clear()
 
 
 def make_user(username: str, **fields):

@@ -140,17 +140,17 @@ def test_it_makes_a_video_that_everyone_sees_finish_live(browser, studio):
     video_statuses: list[int] = []
     alice.on("response", lambda r: "/video.mp4" in r.url and video_statuses.append(r.status))
 
-    alice.get_by_label("Prompt").fill("A lighthouse beam sweeping over a stormy sea")
+    alice.get_by_label("Prompt", exact=True).fill("A lighthouse beam sweeping over a stormy sea")
     alice.get_by_label("Resolution").select_option("540p")
     alice.get_by_role("button", name="Generate").click()
 
-    card = alice.locator(".card", has_text="A lighthouse beam sweeping")
+    card = alice.locator("#gallery .card", has_text="A lighthouse beam sweeping")
     expect(card).to_have_count(1)
     expect(card.locator(".state")).to_have_text(re.compile("Submitting|Queued|Dreaming"))
-    expect(alice.get_by_label("Prompt")).to_have_value("")  # the form is ready for the next one
+    expect(alice.get_by_label("Prompt", exact=True)).to_have_value("")  # the form is ready for the next one
     expect(card.locator(".owner")).to_have_text("alice")
 
-    teammate_card = bob.locator(".card", has_text="A lighthouse beam sweeping")
+    teammate_card = bob.locator("#gallery .card", has_text="A lighthouse beam sweeping")
     expect(teammate_card).to_have_count(1, timeout=15_000)
     expect(bob.get_by_text("Nothing here yet")).to_be_hidden()
 

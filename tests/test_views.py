@@ -190,7 +190,7 @@ def test_it_sends_changed_cards_and_a_new_cursor(alice, bob):
     assert response.status_code == 200
     assert f'id="gen-{fresh.code}"' in html and "Dreaming" in html
     assert f'id="gen-{old.code}"' not in html
-    assert 'id="live"' in html and "since=" in html
+    assert 'id="live"' in html and "since=" in html and "<template>" in html
 
 
 def test_it_refuses_a_bad_cursor(alice):

@@ -7,17 +7,18 @@
   // so a playing video is not interrupted.
   function placeCards(live) {
     const gallery = document.getElementById("gallery");
-    if (!gallery) return;
-    const cards = Array.from(live.querySelectorAll(":scope > .card")).reverse();
+    const incoming = live.querySelector("template");
+    if (!gallery || !incoming) return;
+    // Oldest first, so that new cards end up newest on top.
+    const cards = Array.from(incoming.content.querySelectorAll(".card")).reverse();
     for (const card of cards) {
       const existing = document.getElementById(card.id);
-      if (existing && existing !== card) {
-        if (existing.dataset.version !== card.dataset.version) existing.replaceWith(card);
-        else card.remove();
-      } else {
-        gallery.prepend(card);
-      }
+      if (existing && existing.dataset.version === card.dataset.version) continue;
+      if (existing) existing.replaceWith(card);
+      else gallery.prepend(card);
+      htmx.process(card);
     }
+    incoming.remove();
     updateTimes(gallery);
   }
 
