@@ -159,10 +159,9 @@ def test_it_makes_a_video_that_everyone_sees_finish_live(browser, studio):
 
     video = card.locator("video")
     expect(video).to_have_attribute("poster", re.compile(r"/poster\.jpg$"))
-    video.evaluate("v => { v.preload = 'auto'; v.load(); }")
-    alice.wait_for_function(
-        "v => v.readyState >= 1 && v.duration > 4", arg=video.element_handle(), timeout=20_000
-    )
+    # Play it as a person would (this card was replaced live), then seek.
+    video.evaluate("v => v.play()")
+    alice.wait_for_function("v => v.currentTime > 0.3", arg=video.element_handle(), timeout=20_000)
     duration = video.evaluate("v => v.duration")
     assert 4.5 < duration < 5.5
     seeked = video.evaluate(
@@ -172,6 +171,10 @@ def test_it_makes_a_video_that_everyone_sees_finish_live(browser, studio):
         })"""
     )
     assert abs(seeked - 3.0) < 0.5
+    # The teammate's copy of the card plays too.
+    teammate_video = teammate_card.locator("video")
+    teammate_video.evaluate("v => v.play()")
+    bob.wait_for_function("v => v.currentTime > 0.3", arg=teammate_video.element_handle())
     assert 206 in video_statuses
     assert alice.evaluate("window.__noReload") and bob.evaluate("window.__noReload")
 

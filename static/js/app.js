@@ -11,7 +11,9 @@
     if (!gallery || !incoming) return;
     // Oldest first, so that new cards end up newest on top.
     const cards = Array.from(incoming.content.querySelectorAll(".card")).reverse();
-    for (const card of cards) {
+    for (const template of cards) {
+      // Imported, not moved: a <video> born in the template's inert document will not play.
+      const card = document.importNode(template, true);
       const existing = document.getElementById(card.id);
       if (existing && existing.dataset.version === card.dataset.version) continue;
       if (existing) existing.replaceWith(card);
