@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,9 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+# Seconds the web process and the worker get to finish what they are doing.
+STOP_GRACE_SECONDS = 8
 
 
 class Command(BaseCommand):
@@ -32,9 +36,12 @@ class Command(BaseCommand):
             "--log-level", "warning",
         ]  # fmt: skip
         worker = [sys.executable, "-m", "django", "qcluster"]
+        # The worker gets its own process group: on stop it is asked first, then the whole
+        # group (the cluster's worker processes too) is killed if it does not finish in time.
+        # Tasks are written to survive that: claims expire and every step is idempotent.
         processes = [
             subprocess.Popen(web, cwd=settings.BASE_DIR, env=env),
-            subprocess.Popen(worker, cwd=settings.BASE_DIR, env=env),
+            subprocess.Popen(worker, cwd=settings.BASE_DIR, env=env, start_new_session=True),
         ]
         stopping = False
 
@@ -46,27 +53,29 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         if _wait_for_port(host, port, processes):
             mode = (
-                "Luma via " + settings.LUMA_BASE_URL
+                f"Luma at {settings.LUMA_BASE_URL}"
                 if settings.LUMA_API_KEY
                 else "the built-in Luma emulator"
             )
             self.stdout.write(
                 self.style.SUCCESS(f"lumaweb is serving http://{host}:{port}/ on {mode}.")
-                + "\nData lives in "
-                + str(settings.DATA_DIR)
-                + ". Press Ctrl-C to stop the web process and the worker."
+                + f"\nData lives in {settings.DATA_DIR}. "
+                "Press Ctrl-C to stop the web process and the worker."
             )
         while not stopping and all(process.poll() is None for process in processes):
             time.sleep(0.3)
+        self.stdout.write("Stopping lumaweb...")
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for process in processes:
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(processes[1].pid, signal.SIGKILL)
         self.stdout.write("lumaweb stopped.")
         if not stopping:
             failed = [
