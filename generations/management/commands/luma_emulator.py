@@ -1,6 +1,6 @@
 """python manage.py luma_emulator --port 9100: the Luma emulator as a real HTTP server.
 
-It stands for a foreign service, so it imports nothing of the app: only settings.DATA_DIR.
+It stands for a foreign service, so it imports nothing of the app: only where its state lives.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host: str, port: int, data_dir: Path | None, **options) -> None:
-        data_dir = data_dir or Path(settings.DATA_DIR) / "emulator"
+        data_dir = data_dir or settings.LUMA_EMULATOR_DIR
         try:
             emulator = Emulator.from_env(data_dir)
         except ValueError as error:
