@@ -15,18 +15,11 @@ from PIL import Image
 from generations import luma, tasks
 from generations.models import Generation, Lease, State
 from luma_emulator import Emulator
+from luma_emulator.testing import Clock
 from tests.conftest import make_generation
 
 pytestmark = pytest.mark.django_db
 DREAM = 10.0
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
