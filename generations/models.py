@@ -2,6 +2,7 @@
 
 States, in order:
 
+    WAITING     ours: in our queue, waiting for one of the account's LUMA_MAX_CONCURRENT slots
     SUBMITTING  ours: stored, the upstream has not accepted it yet (a task is sending it)
     QUEUED      the upstream's: accepted, waiting for a GPU
     DREAMING    the upstream's: rendering
@@ -17,12 +18,12 @@ could see bumps `updated_at`: the gallery's live updates ask for rows changed si
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 
 class State(models.TextChoices):
+    WAITING = "waiting", "Waiting"
     SUBMITTING = "submitting", "Submitting"
     QUEUED = "queued", "Queued"
     DREAMING = "dreaming", "Dreaming"
@@ -40,10 +42,31 @@ class State(models.TextChoices):
 
 
 IN_FLIGHT = (State.QUEUED, State.DREAMING)
+# What holds one of the account's slots upstream.
+UPSTREAM = (State.SUBMITTING, State.QUEUED, State.DREAMING)
 TERMINAL = (State.COMPLETED, State.FAILED)
-ACTIVE = (State.SUBMITTING, State.QUEUED, State.DREAMING, State.STORING)
+ACTIVE = (State.WAITING, State.SUBMITTING, State.QUEUED, State.DREAMING, State.STORING)
+
+
+class Mode(models.TextChoices):
+    TEXT = "text", "Text to video"
+    IMAGE = "image", "Image to video"
+    FIRST_LAST = "first_last", "First and last frame"
+    EXTEND = "extend", "Extend"
+    REVERSE_EXTEND = "reverse_extend", "Reverse extend"
+    INTERPOLATE = "interpolate", "Interpolate"
+
 
 MODEL_CHOICES = [("ray-v2", "Ray 2 (ray-v2)"), ("ray-v1", "Ray 1.6 (ray-v1)")]
+ASPECT_RATIO_CHOICES = [
+    ("16:9", "16:9 (landscape)"),
+    ("9:16", "9:16 (portrait)"),
+    ("1:1", "1:1 (square)"),
+    ("4:3", "4:3"),
+    ("3:4", "3:4"),
+    ("21:9", "21:9 (cinema)"),
+    ("9:21", "9:21"),
+]
 DURATION_CHOICES = [("5", "5 seconds"), ("9", "9 seconds")]
 RESOLUTION_CHOICES = [("540p", "540p"), ("720p", "720p"), ("1080p", "1080p")]
 
@@ -69,6 +92,35 @@ class GenerationQuerySet(models.QuerySet):
     def changed_since(self, cursor) -> GenerationQuerySet:
         return self.filter(updated_at__gt=cursor)
 
+    def holding_a_slot(self) -> GenerationQuerySet:
+        return self.filter(state__in=UPSTREAM)
+
+    def next_in_line(self, limit: int) -> list[Generation]:
+        """The waiting generations to send next, taking turns between people so that one
+        person's long batch cannot starve the others: whoever has fewer generations upstream
+        goes first, then whoever was served longest ago, then the oldest request."""
+        waiting = list(self.filter(state=State.WAITING).order_by("created_at", "id")[:1000])
+        owners = {generation.owner_id for generation in waiting}
+        mine = Generation.objects.filter(owner__in=owners).values("owner")
+        busy = dict(
+            mine.filter(state__in=UPSTREAM).annotate(n=Count("id")).values_list("owner", "n")
+        )
+        served = dict(
+            mine.exclude(submitted_at=None)
+            .annotate(at=Max("submitted_at"))
+            .values_list("owner", "at")
+        )
+        never = datetime.min.replace(tzinfo=UTC)
+        turns: dict[int, int] = {}
+        ranked = []
+        for generation in waiting:
+            owner = generation.owner_id
+            turns[owner] = turns.get(owner, busy.get(owner, 0)) + 1
+            key = (turns[owner], served.get(owner) or never, generation.created_at, generation.id)
+            ranked.append((key, generation))
+        ranked.sort(key=lambda item: item[0])
+        return [generation for _, generation in ranked[:limit]]
+
     def for_gallery(self) -> GenerationQuerySet:
         return self.select_related("owner").order_by("-created_at", "-id")
 
@@ -78,16 +130,35 @@ class Generation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations"
     )
-    prompt = models.TextField()
+    title = models.CharField(max_length=200, blank=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.TEXT)
+    prompt = models.TextField(blank=True)
     model_name = models.CharField("model", max_length=20, choices=MODEL_CHOICES, default="ray-v2")
     duration = models.CharField(max_length=4, choices=DURATION_CHOICES, blank=True)
     resolution = models.CharField(max_length=8, choices=RESOLUTION_CHOICES, blank=True)
+    aspect_ratio = models.CharField(max_length=5, choices=ASPECT_RATIO_CHOICES, default="16:9")
+    loop = models.BooleanField(default=False)
     expand_prompt = models.BooleanField(default=False)
+    # Keyframes. The first frame is an image (an upload, or a URL) or a generation (`parent`:
+    # extend, interpolate); the last frame likewise (`end_parent`: reverse extend, interpolate).
+    image_url = models.URLField("first frame URL", max_length=2000, blank=True)
+    image_end_url = models.URLField("last frame URL", max_length=2000, blank=True)
+    first_frame = models.FileField(upload_to="frames/", blank=True)
+    last_frame = models.FileField(upload_to="frames/", blank=True)
     parent = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="extensions"
     )
+    end_parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Curation: staff can hide a generation from the shared gallery; a deleted one stays as a
+    # tombstone until the gallery's live updates have told every open page.
+    hidden = models.BooleanField(default=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
-    state = models.CharField(max_length=12, choices=State.choices, default=State.SUBMITTING)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.WAITING)
+    # The first person-readable failure is kept in failure_reason; a technical note for admins.
+    failure_detail = models.TextField(blank=True)
     upstream_id = models.CharField(max_length=100, blank=True, db_index=True)
     failure_reason = models.TextField(blank=True)
     # The upstream's last answer, for admins; never shown to users as is.
@@ -115,6 +186,7 @@ class Generation(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="gen_newest"),
+            models.Index(fields=["owner", "-created_at", "-id"], name="gen_owner_newest"),
             models.Index(fields=["state", "next_poll_at"], name="gen_due"),
         ]
 
@@ -158,6 +230,11 @@ class Generation(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(won)
+
+    def mark_submitting(self) -> bool:
+        return self._transition(
+            State.SUBMITTING, from_states=(State.WAITING,), detail="sent to Luma"
+        )
 
     def claim(self, seconds: float) -> bool:
         """Hold this row for one task for `seconds`; False if another task holds it."""
@@ -302,6 +379,24 @@ class GenerationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_state} -> {self.to_state}"
+
+
+class Star(models.Model):
+    """A person's star on a generation: their own shortlist of the shared gallery."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stars"
+    )
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="stars")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "generation"], name="one_star_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ★ {self.generation_id}"
 
 
 class Lease(models.Model):

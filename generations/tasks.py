@@ -33,6 +33,7 @@ from generations.posters import make_poster
 log = logging.getLogger(__name__)
 
 POLLER_LEASE = "poller"
+DISPATCH_LEASE = "dispatch"
 # How long one poller task runs before handing over (below Q_CLUSTER's timeout).
 POLLER_RUN_SECONDS = 58.0
 POLLER_LEASE_SECONDS = 20.0
@@ -58,14 +59,42 @@ def kick_poller() -> None:
 
 
 def submit_generation(pk: int) -> str:
-    generation = Generation.objects.filter(pk=pk, state=State.SUBMITTING).first()
-    if generation is None or generation.upstream_id:
-        return "nothing to submit"
+    """Send this generation (and whatever else waits its turn) if a slot is free."""
+    dispatch()
+    generation = Generation.objects.filter(pk=pk).first()
+    if generation is None or generation.state != State.SUBMITTING or generation.upstream_id:
+        kick_poller()
+        return (
+            "waiting for a slot"
+            if generation and generation.state == State.WAITING
+            else ("nothing to submit")
+        )
     if not generation.claim(SUBMIT_CLAIM_SECONDS):
         return "another worker is submitting it"
     result = _submit(generation)
     kick_poller()
     return result
+
+
+def dispatch() -> int:
+    """Move waiting generations to SUBMITTING while the account has free slots.
+
+    Under a short lease, so two dispatchers cannot both count the same free slot. It only
+    changes states; the HTTP calls happen after, outside the lease.
+    """
+    holder = uuid.uuid4().hex
+    if not Lease.acquire(DISPATCH_LEASE, holder, 30):
+        return 0
+    try:
+        free = settings.LUMA_MAX_CONCURRENT - Generation.objects.holding_a_slot().count()
+        if free <= 0:
+            return 0
+        moved = [g for g in Generation.objects.next_in_line(free) if g.mark_submitting()]
+    finally:
+        Lease.release(DISPATCH_LEASE, holder)
+    now = timezone.now()
+    Generation.objects.filter(pk__in=[g.pk for g in moved]).update(next_poll_at=now)
+    return len(moved)
 
 
 def _submit(generation: Generation) -> str:
@@ -156,6 +185,7 @@ def _idle_seconds() -> float:
 
 def sweep() -> int:
     """One pass over everything due: polls, submit retries, stores. Returns rows handled."""
+    dispatch()
     now = timezone.now()
     due = list(Generation.objects.due(now).filter(state__in=IN_FLIGHT).order_by("next_poll_at"))
     if due:
@@ -168,7 +198,7 @@ def sweep() -> int:
         Generation.objects.due(now)
         .filter(state=State.SUBMITTING, upstream_id="")
         .unclaimed(now)
-        .order_by("created_at")[:20]
+        .order_by("next_poll_at")[: settings.LUMA_MAX_CONCURRENT]
     )
     for generation in retries:
         if generation.claim(SUBMIT_CLAIM_SECONDS):

@@ -274,6 +274,10 @@ LUMA_TIMEOUT_SECONDS = env_float("LUMA_TIMEOUT_SECONDS", 30.0, minimum=1.0)
 LUMA_EMULATOR_DIR = DATA_DIR / "emulator"
 # Seconds between polls of a generation in flight, at first; later polls slow down.
 LUMA_POLL_SECONDS = env_float("LUMA_POLL_SECONDS", 2.0, minimum=0.2)
+# Generations in flight upstream at once (Luma's account limit); the rest wait in our queue.
+LUMA_MAX_CONCURRENT = env_int("LUMA_MAX_CONCURRENT", 10, minimum=1)
+# A generation in progress longer than this fails as timed out.
+LUMA_TIMEOUT_MINUTES = env_float("LUMA_TIMEOUT_MINUTES", 30.0, minimum=1.0)
 # Largest video we copy into our storage.
 LUMA_MAX_VIDEO_BYTES = env_int("LUMA_MAX_VIDEO_BYTES", 500 * 1024 * 1024, minimum=1)
 # How often the gallery asks for changes, in milliseconds.

@@ -146,7 +146,7 @@ def test_it_makes_a_video_that_everyone_sees_finish_live(browser, studio):
 
     card = alice.locator("#gallery .card", has_text="A lighthouse beam sweeping")
     expect(card).to_have_count(1)
-    expect(card.locator(".state")).to_have_text(re.compile("Submitting|Queued|Dreaming"))
+    expect(card.locator(".state")).to_have_text(re.compile("Waiting|Submitting|Queued|Dreaming"))
     # The form is ready for the next one.
     expect(alice.get_by_label("Prompt", exact=True)).to_have_value("")
     expect(card.locator(".owner")).to_have_text("alice")

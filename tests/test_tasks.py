@@ -67,7 +67,8 @@ def test_it_submits_a_generation_and_records_the_upstream_id(alice, emulator, br
     assert generation.state == State.QUEUED
     assert generation.upstream_id and generation.submitted_at and generation.next_poll_at
     assert [(e.from_state, e.to_state) for e in generation.events.all()] == [
-        ("submitting", "queued")
+        ("waiting", "submitting"),
+        ("submitting", "queued"),
     ]
     assert emulator.stats()["created"] == 1
     # The poller was woken so the first poll comes within seconds.
@@ -82,7 +83,7 @@ def test_running_submit_twice_creates_one_upstream_generation(alice, emulator, b
 
 
 def test_a_submit_claimed_by_another_worker_is_left_alone(alice, emulator, broker):
-    generation = make_generation(alice)
+    generation = make_generation(alice, state=State.SUBMITTING)
     assert generation.claim(60)
     assert tasks.submit_generation(generation.pk) == "another worker is submitting it"
     assert emulator.stats()["created"] == 0
@@ -114,7 +115,7 @@ def test_it_follows_a_generation_to_a_stored_playable_video(alice, emulator, clo
     generation = reload(generation)
     assert generation.state == State.COMPLETED and generation.completed_at
     assert [e.to_state for e in generation.events.all()] == [
-        "queued", "dreaming", "storing", "completed"
+        "submitting", "queued", "dreaming", "storing", "completed"
     ]  # fmt: skip
     with av.open(default_storage.path(generation.video.name)) as container:
         stream = container.streams.video[0]
@@ -188,7 +189,7 @@ def test_a_rate_limited_submit_waits_as_long_as_luma_asks(alice, monkeypatch, br
 
 
 def test_a_submit_retried_by_the_sweep_goes_through(alice, monkeypatch, emulator, broker):
-    generation = make_generation(alice)
+    generation = make_generation(alice, state=State.SUBMITTING)
     make_due(generation)
     tasks.sweep()
     assert reload(generation).state == State.QUEUED
@@ -308,3 +309,35 @@ def test_the_schedule_that_starts_the_poller_exists_once():
     schedules = Schedule.objects.filter(func="generations.tasks.poll_luma")
     assert schedules.count() == 1
     assert (schedules[0].schedule_type, schedules[0].minutes) == (Schedule.MINUTES, 1)
+
+
+def test_it_keeps_at_most_the_account_limit_upstream_and_queues_the_rest(
+    alice, bob, emulator, settings, broker
+):
+    settings.LUMA_MAX_CONCURRENT = 2
+    mine = [make_generation(alice, prompt=f"Alice's clip {n}") for n in range(4)]
+    for generation in mine:
+        tasks.submit_generation(generation.pk)
+    theirs = make_generation(bob, prompt="Bob's only clip")
+    assert tasks.submit_generation(theirs.pk) == "waiting for a slot"
+    states = [reload(g).state for g in mine]
+    assert states == [State.QUEUED, State.QUEUED, State.WAITING, State.WAITING]
+    assert emulator.stats()["created"] == 2
+
+
+def test_it_takes_turns_between_people_when_slots_free_up(alice, bob, emulator, clock, settings):
+    settings.LUMA_MAX_CONCURRENT = 1
+    alices = [
+        make_generation(alice, prompt=f"Alice's clip {n}", resolution="540p") for n in range(3)
+    ]
+    bobs = make_generation(bob, prompt="Bob's only clip", resolution="540p")
+    tasks.submit_generation(alices[0].pk)
+    assert reload(alices[0]).state == State.QUEUED
+    # Alice's first finishes upstream: the free slot goes to Bob, not to Alice's second.
+    clock.now += DREAM * 2
+    make_due(alices[0])
+    tasks.sweep()
+    tasks.sweep()
+    assert reload(alices[0]).state == State.STORING
+    assert reload(bobs).state == State.QUEUED
+    assert [reload(g).state for g in alices[1:]] == [State.WAITING, State.WAITING]

@@ -97,11 +97,11 @@ def test_it_creates_a_generation_and_answers_htmx_with_its_card(
     html = response.content.decode()
     assert response.status_code == 200
     assert f'id="gen-{generation.code}"' in html
-    assert "Submitting" in html and "A paper boat in the rain" in html
+    assert "Waiting" in html and "A paper boat in the rain" in html
     assert 'hx-swap-oob="true"' in html  # a fresh, empty form comes back too
     assert (generation.owner, generation.state, generation.expand_prompt) == (
         alice,
-        State.SUBMITTING,
+        State.WAITING,
         True,
     )
     assert (generation.model_name, generation.duration, generation.resolution) == (
