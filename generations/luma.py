@@ -86,8 +86,13 @@ class VideoRequest:
     duration: str = ""
     resolution: str = ""
     expand_prompt: bool = False
+    aspect_ratio: str = ""
+    loop: bool = False
     image_url: str = ""
     image_end_url: str = ""
+    # Upstream ids of generations used as keyframes (official dialect: reverse extend,
+    # interpolate; extend goes through `extend()` in both dialects).
+    end_generation_id: str = ""
     callback_url: str = ""
 
 
@@ -107,6 +112,8 @@ class LumaClient:
         return self._parse(data)
 
     def extend(self, parent_id: str, request: VideoRequest) -> Upstream:
+        """A new generation that starts where `parent_id` ends (or, with `end_generation_id`
+        on the official dialect, interpolates between the two)."""
         if self.dialect == "official":
             body = self._official_body(request)
             body.setdefault("keyframes", {})["frame0"] = {"type": "generation", "id": parent_id}
@@ -155,6 +162,11 @@ class LumaClient:
 
     # --- dialects -------------------------------------------------------------------------
 
+    @property
+    def in_process(self) -> bool:
+        """True when talking to the built-in emulator (it can read data: URIs of our files)."""
+        return isinstance(self.http._transport, httpx.WSGITransport)
+
     @staticmethod
     def _router_body(request: VideoRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -165,6 +177,8 @@ class LumaClient:
         optional = {
             "duration": request.duration,
             "resolution": request.resolution,
+            "aspect_ratio": request.aspect_ratio,
+            "loop": request.loop,
             "image_url": request.image_url,
             "image_end_url": request.image_end_url,
             "notify_hook": request.callback_url,
@@ -175,7 +189,13 @@ class LumaClient:
     @staticmethod
     def _official_body(request: VideoRequest) -> dict[str, Any]:
         model = OFFICIAL_MODELS.get(request.model_name, request.model_name)
-        body: dict[str, Any] = {"model": model, "prompt": request.prompt}
+        body: dict[str, Any] = {"model": model}
+        if request.prompt:
+            body["prompt"] = request.prompt
+        if request.aspect_ratio:
+            body["aspect_ratio"] = request.aspect_ratio
+        if request.loop:
+            body["loop"] = True
         if model != "ray-1-6":
             if request.duration:
                 body["duration"] = f"{request.duration.removesuffix('s')}s"
@@ -186,6 +206,8 @@ class LumaClient:
             keyframes["frame0"] = {"type": "image", "url": request.image_url}
         if request.image_end_url:
             keyframes["frame1"] = {"type": "image", "url": request.image_end_url}
+        if request.end_generation_id:
+            keyframes["frame1"] = {"type": "generation", "id": request.end_generation_id}
         if keyframes:
             body["keyframes"] = keyframes
         if request.callback_url:

@@ -13,6 +13,7 @@ UPDATE before doing anything, so running a task twice, or two workers at once, i
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 import av
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -97,16 +99,44 @@ def dispatch() -> int:
     return len(moved)
 
 
-def _submit(generation: Generation) -> str:
-    request = luma.VideoRequest(
+def video_request(generation: Generation, client: luma.LumaClient) -> luma.VideoRequest:
+    end_parent = generation.end_parent
+    return luma.VideoRequest(
         prompt=generation.prompt,
         model_name=generation.model_name,
         duration=generation.duration,
         resolution=generation.resolution,
         expand_prompt=generation.expand_prompt,
+        aspect_ratio=generation.aspect_ratio,
+        loop=generation.loop,
+        image_url=frame_url(generation.first_frame, client) or generation.image_url,
+        image_end_url=frame_url(generation.last_frame, client) or generation.image_end_url,
+        end_generation_id=end_parent.upstream_id if end_parent else "",
+        callback_url=callback_url(generation),
     )
+
+
+def frame_url(frame, client: luma.LumaClient) -> str:
+    """Where the upstream can read an uploaded frame: the built-in emulator takes the image
+    inline; a real Luma fetches it from our public, unguessable frame URL under SITE_URL."""
+    if not frame:
+        return ""
+    if client.in_process:
+        data = base64.b64encode(default_storage.open(frame.name).read()).decode()
+        return f"data:image/jpeg;base64,{data}"
+    if not settings.SITE_URL:
+        raise luma.PermanentError("uploaded frames need SITE_URL, so that Luma can fetch them")
+    return settings.SITE_URL + reverse("frame", args=[Path(frame.name).name])
+
+
+def callback_url(generation: Generation) -> str:
+    return ""
+
+
+def _submit(generation: Generation) -> str:
     client = luma.client()
     try:
+        request = video_request(generation, client)
         if generation.parent_id and generation.parent and generation.parent.upstream_id:
             upstream = client.extend(generation.parent.upstream_id, request)
         else:

@@ -12,4 +12,5 @@ urlpatterns = [
     path("v/<uuid:code>/card/", views.generation_card, name="generation-card"),
     path("v/<uuid:code>/video.mp4", views.video, name="video"),
     path("v/<uuid:code>/poster.jpg", views.poster, name="poster"),
+    path("frames/<str:name>", views.frame, name="frame"),
 ]

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import (
@@ -31,6 +32,8 @@ PAGE_SIZE = 24
 # took its timestamp before another but committed after it is not missed.
 CURSOR_LAG = timedelta(seconds=2)
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Uploaded frames are stored as <32 random hex digits>.jpg.
+FRAME_NAME_RE = re.compile(r"[0-9a-f]{32}\.jpg")
 
 
 def _get_generation(request: HttpRequest, code) -> Generation:
@@ -148,6 +151,15 @@ def poster(request: HttpRequest, code) -> HttpResponseBase:
     if not generation.poster:
         raise Http404("This poster is not ready.")
     return _serve_file(request, generation.poster.name, "image/jpeg")
+
+
+@login_not_required
+@require_GET
+def frame(request: HttpRequest, name: str) -> HttpResponseBase:
+    """An uploaded keyframe, public at an unguessable name: Luma fetches it without a login."""
+    if not FRAME_NAME_RE.fullmatch(name):
+        raise Http404("No such frame.")
+    return _serve_file(request, f"frames/{name}", "image/jpeg")
 
 
 def _serve_file(request: HttpRequest, name: str, content_type: str) -> HttpResponseBase:

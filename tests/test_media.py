@@ -82,3 +82,12 @@ def test_it_refuses_media_to_the_anonymous_and_post(stored, alice):
     assert Client().get(reverse("video", args=[stored.code])).status_code == 302
     assert Client().get(reverse("poster", args=[stored.code])).status_code == 302
     assert login(alice).post(reverse("video", args=[stored.code])).status_code == 405
+
+
+def test_it_serves_an_uploaded_frame_without_a_login_at_its_unguessable_name(db):
+    name = "0123456789abcdef0123456789abcdef.jpg"
+    default_storage.save(f"frames/{name}", ContentFile(b"\xff\xd8frame"))
+    response = Client().get(reverse("frame", args=[name]))
+    assert response.status_code == 200 and body(response) == b"\xff\xd8frame"
+    for guess in ["../db.sqlite3", "secret_key", "0123.jpg", name.replace(".jpg", ".png")]:
+        assert Client().get(f"/frames/{guess}").status_code == 404
