@@ -26,6 +26,7 @@ from django.db import models, transaction
 from django.db.models import Count, Max, Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 if TYPE_CHECKING:
     from generations.luma import Upstream
@@ -203,6 +204,10 @@ class Generation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE
+
+    def callback_token(self) -> str:
+        """Unguessable and per generation: Luma's callbacks are unsigned."""
+        return salted_hmac("lumaweb.callback", str(self.code)).hexdigest()[:32]
 
     @property
     def version(self) -> str:

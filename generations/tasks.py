@@ -130,7 +130,25 @@ def frame_url(frame, client: luma.LumaClient) -> str:
 
 
 def callback_url(generation: Generation) -> str:
-    return ""
+    """Only with a public SITE_URL: Luma must be able to reach it."""
+    if not settings.SITE_URL:
+        return ""
+    return settings.SITE_URL + reverse(
+        "luma-callback", args=[generation.code, generation.callback_token()]
+    )
+
+
+def enqueue_refresh(generation: Generation) -> None:
+    async_task(refresh_generation, generation.pk, task_name=f"refresh {generation.code}")
+
+
+def refresh_generation(pk: int) -> str:
+    """Re-read one generation from the upstream now (a callback said it changed)."""
+    generation = Generation.objects.filter(pk=pk, state__in=IN_FLIGHT).first()
+    if generation is None:
+        return "not in flight"
+    _apply(generation, _fetch(luma.client(), generation))
+    return generation.state
 
 
 def _submit(generation: Generation) -> str:

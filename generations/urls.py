@@ -13,4 +13,5 @@ urlpatterns = [
     path("v/<uuid:code>/video.mp4", views.video, name="video"),
     path("v/<uuid:code>/poster.jpg", views.poster, name="poster"),
     path("frames/<str:name>", views.frame, name="frame"),
+    path("callbacks/luma/<uuid:code>/<str:token>/", views.luma_callback, name="luma-callback"),
 ]

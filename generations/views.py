@@ -20,6 +20,8 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
 
@@ -151,6 +153,20 @@ def poster(request: HttpRequest, code) -> HttpResponseBase:
     if not generation.poster:
         raise Http404("This poster is not ready.")
     return _serve_file(request, generation.poster.name, "image/jpeg")
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def luma_callback(request: HttpRequest, code, token: str) -> HttpResponse:
+    """Luma says a generation changed. Only a hint: the body is never trusted, the generation
+    is re-read from the upstream at once (polling stays the fallback)."""
+    generation = Generation.objects.filter(code=code).first()
+    if generation is None or not constant_time_compare(token, generation.callback_token()):
+        raise Http404("Unknown callback.")
+    if generation.is_active:
+        transaction.on_commit(lambda: tasks.enqueue_refresh(generation))
+    return HttpResponse("ok", content_type="text/plain")
 
 
 @login_not_required
