@@ -101,6 +101,8 @@ class LumaClient:
         self.http = http
         self.api_key = api_key
         self.dialect = dialect
+        # Whether the router answers `POST /luma/tasks`: None until we know.
+        self.batch: bool | None = None
 
     # --- calls ----------------------------------------------------------------------------
 
@@ -127,6 +129,41 @@ class LumaClient:
     def get(self, upstream_id: str) -> Upstream:
         path = "/generations/" if self.dialect == "official" else "/luma/generations/"
         return self._parse(self._request("GET", path + upstream_id))
+
+    def get_many(self, upstream_ids: list[str]) -> dict[str, Upstream | LumaError]:
+        """Several generations in one call where the router offers `POST /luma/tasks`;
+        one GET each otherwise. An id the upstream does not return counts as not found."""
+        if self.dialect == "router" and self.batch is not False and len(upstream_ids) > 1:
+            try:
+                data = self._request("POST", "/luma/tasks", json={"ids": upstream_ids})
+            except PermanentError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                self.batch = False  # this router has no batch endpoint: stop asking
+            else:
+                self.batch = True
+                found = {}
+                for item in data if isinstance(data, list) else []:
+                    try:
+                        upstream = self._parse(item)
+                    except LumaError:
+                        continue
+                    found[upstream.id] = upstream
+                missing = NotFound("the upstream no longer knows this generation", 404)
+                return {i: found.get(i, missing) for i in upstream_ids}
+        answers: dict[str, Upstream | LumaError] = {}
+        for upstream_id in upstream_ids:
+            try:
+                answers[upstream_id] = self.get(upstream_id)
+            except LumaError as exc:
+                answers[upstream_id] = exc
+        return answers
+
+    def list_recent(self, limit: int = 100) -> list[Upstream]:
+        """The account's newest generations (official dialect only)."""
+        data = self._request("GET", "/generations", params={"limit": limit, "offset": 0})
+        items = data.get("generations") if isinstance(data, dict) else None
+        return [self._parse(item) for item in items or [] if isinstance(item, dict)]
 
     def download(self, url: str, dest: Path, *, max_bytes: int) -> int:
         """Copy `url` to `dest` atomically: an interrupted download leaves no file behind."""

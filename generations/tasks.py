@@ -1,14 +1,17 @@
 """Background work, run by django-q2 workers.
 
 Every task takes a primary key (or nothing), re-reads its rows and claims them with a conditional
-UPDATE before doing anything, so running a task twice, or two workers at once, is safe.
+UPDATE before doing anything, so running a task twice, or two workers at once, is safe. A worker
+killed at any point leaves at most an expired claim behind, which the poller's sweep picks up.
 
 - `submit_generation(pk)`: sends a new generation to Luma (queued on commit by the view).
 - `poll_luma()`: the poller. A django-q2 Schedule starts it every minute; it polls the due
   generations every second or so for about a minute under a lease (a second copy exits at once),
-  then hands over to a fresh copy of itself while work remains. It also retries submits and
-  stores that are due, which is how work a dead worker dropped is picked up again.
+  then hands over to a fresh copy of itself while work remains. Each sweep also moves waiting
+  generations into free slots, retries submits and stores that are due, recovers the work of
+  dead workers and fails what ran past its deadline.
 - `store_video(pk)`: copies a finished video into our storage and makes its poster.
+- `refresh_generation(pk)`: re-reads one generation at once (a Luma callback said it changed).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import av
@@ -30,7 +34,7 @@ from django_q.tasks import async_task
 
 from generations import luma
 from generations.models import IN_FLIGHT, Generation, Lease, State
-from generations.posters import make_poster
+from generations.posters import make_poster, verify_video
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +44,16 @@ DISPATCH_LEASE = "dispatch"
 POLLER_RUN_SECONDS = 58.0
 POLLER_LEASE_SECONDS = 20.0
 POLL_CONCURRENCY = 8
+POLL_BATCH = 50
 SUBMIT_CLAIM_SECONDS = 120.0
 STORE_CLAIM_SECONDS = 300.0
+MAX_SUBMIT_ATTEMPTS = 8
 MAX_STORE_ATTEMPTS = 5
+LOST_AFTER_404S = 3
+
+NO_ANSWER = (
+    "Luma did not answer, so this video may or may not have been started. Retry to make it again."
+)
 
 
 def enqueue_submit(generation: Generation) -> None:
@@ -53,8 +64,17 @@ def enqueue_store(generation: Generation) -> None:
     async_task(store_video, generation.pk, task_name=f"store {generation.code}")
 
 
+def enqueue_refresh(generation: Generation) -> None:
+    async_task(refresh_generation, generation.pk, task_name=f"refresh {generation.code}")
+
+
 def kick_poller() -> None:
     async_task(poll_luma, task_name="poll luma")
+
+
+def backoff(attempt: int, base: float = 2.0, cap: float = 120.0) -> float:
+    """Exponential backoff with full jitter: spreads a crowd of retries out."""
+    return random.uniform(base / 2, min(cap, base * 2 ** max(attempt - 1, 0)))
 
 
 # --- submit ---------------------------------------------------------------------------------
@@ -66,16 +86,22 @@ def submit_generation(pk: int) -> str:
     generation = Generation.objects.filter(pk=pk).first()
     if generation is None or generation.state != State.SUBMITTING or generation.upstream_id:
         kick_poller()
-        return (
-            "waiting for a slot"
-            if generation and generation.state == State.WAITING
-            else ("nothing to submit")
-        )
-    if not generation.claim(SUBMIT_CLAIM_SECONDS):
-        return "another worker is submitting it"
-    result = _submit(generation)
+        waiting = generation is not None and generation.state == State.WAITING
+        return "waiting for a slot" if waiting else "nothing to submit"
+    result = _claim_and_submit(generation)
     kick_poller()
     return result
+
+
+def _claim_and_submit(generation: Generation) -> str:
+    # A claim still set but expired means a worker died while holding it, perhaps after the
+    # request went out: sending again could make a second video. Reconcile instead.
+    died_while_sending = generation.claimed_until is not None
+    if not generation.claim(SUBMIT_CLAIM_SECONDS):
+        return "another worker is submitting it"
+    if died_while_sending:
+        return _reconcile(generation, "a worker stopped while sending it")
+    return _submit(generation)
 
 
 def dispatch() -> int:
@@ -94,8 +120,7 @@ def dispatch() -> int:
         moved = [g for g in Generation.objects.next_in_line(free) if g.mark_submitting()]
     finally:
         Lease.release(DISPATCH_LEASE, holder)
-    now = timezone.now()
-    Generation.objects.filter(pk__in=[g.pk for g in moved]).update(next_poll_at=now)
+    Generation.objects.filter(pk__in=[g.pk for g in moved]).update(next_poll_at=timezone.now())
     return len(moved)
 
 
@@ -138,19 +163,6 @@ def callback_url(generation: Generation) -> str:
     )
 
 
-def enqueue_refresh(generation: Generation) -> None:
-    async_task(refresh_generation, generation.pk, task_name=f"refresh {generation.code}")
-
-
-def refresh_generation(pk: int) -> str:
-    """Re-read one generation from the upstream now (a callback said it changed)."""
-    generation = Generation.objects.filter(pk=pk, state__in=IN_FLIGHT).first()
-    if generation is None:
-        return "not in flight"
-    _apply(generation, _fetch(luma.client(), generation))
-    return generation.state
-
-
 def _submit(generation: Generation) -> str:
     client = luma.client()
     try:
@@ -160,9 +172,11 @@ def _submit(generation: Generation) -> str:
         else:
             upstream = client.create(request)
     except luma.TransientError as exc:
-        if generation.attempts >= 8:
+        # Certainly not created (refused connection, 429, 5xx): safe to send again later.
+        if generation.attempts >= MAX_SUBMIT_ATTEMPTS:
             generation.mark_failed(
-                f"Luma was unavailable; gave up after {generation.attempts} tries."
+                f"Luma was unavailable; gave up after {generation.attempts} tries.",
+                detail=exc.message,
             )
             return "gave up"
         delay = exc.retry_after if exc.retry_after is not None else backoff(generation.attempts)
@@ -170,22 +184,61 @@ def _submit(generation: Generation) -> str:
         generation.release(retry_in=delay)
         return "retry later"
     except luma.AmbiguousError as exc:
-        log.warning("submit of %s is ambiguous: %s", generation.code, exc)
-        generation.mark_failed(
-            "Luma did not answer, so the video may or may not have been started. "
-            "Retry to make it again."
-        )
-        return "ambiguous"
+        return _reconcile(generation, exc.message)
     except luma.PermanentError as exc:
-        generation.mark_failed(refusal_reason(exc))
+        generation.mark_failed(refusal_reason(exc), detail=f"HTTP {exc.status}: {exc.message}")
         return "refused"
     generation.mark_submitted(upstream)
     return f"submitted as {upstream.id}"
 
 
-def backoff(attempt: int, base: float = 2.0, cap: float = 120.0) -> float:
-    """Exponential backoff with full jitter: spreads a crowd of retries out."""
-    return random.uniform(base / 2, min(cap, base * 2 ** max(attempt - 1, 0)))
+def _reconcile(generation: Generation, why: str) -> str:
+    """The create may or may not have reached Luma. Never send it blindly again.
+
+    The official API lists the account's generations: adopt ours if it is there, send again
+    if it is certainly not. A router cannot be asked, so the generation fails with a reason
+    and a person decides (the card's Retry makes a new one).
+    """
+    client = luma.client()
+    if client.dialect != "official":
+        generation.mark_failed(NO_ANSWER, detail=why)
+        return "ambiguous"
+    try:
+        recent = client.list_recent(limit=100)
+    except luma.LumaError as exc:
+        # Cannot tell yet: keep the claim expired-looking so the sweep asks again later.
+        log.info("reconcile of %s postponed: %s", generation.code, exc)
+        generation.postpone_reconcile(backoff(generation.attempts))
+        return "reconcile later"
+    taken = set(Generation.objects.exclude(upstream_id="").values_list("upstream_id", flat=True))
+    expected = video_request(generation, client)
+    for upstream in recent:
+        if upstream.id not in taken and _is_ours(upstream, expected, generation):
+            generation.mark_submitted(upstream, detail=f"adopted {upstream.id} after: {why}")
+            return f"adopted {upstream.id}"
+    if generation.attempts >= MAX_SUBMIT_ATTEMPTS:
+        generation.mark_failed(NO_ANSWER, detail=why)
+        return "gave up"
+    # Certainly not created: sending again makes no duplicate. The sweep does it, each time
+    # under a new claim, so the attempts stay counted.
+    generation.release(retry_in=backoff(generation.attempts))
+    return "not created: will send again"
+
+
+def _is_ours(upstream: luma.Upstream, expected: luma.VideoRequest, generation: Generation) -> bool:
+    request = upstream.raw.get("request") or {}
+    created = upstream.raw.get("created_at") or ""
+    try:
+        created_at = timezone.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    model = luma.OFFICIAL_MODELS.get(expected.model_name, expected.model_name)
+    return (
+        (request.get("prompt") or "") == expected.prompt
+        and request.get("model") in (None, model)
+        # Clocks differ a little; an older generation with the same prompt is someone else's.
+        and created_at >= generation.created_at - timedelta(minutes=10)
+    )
 
 
 def refusal_reason(exc: luma.LumaError) -> str:
@@ -232,52 +285,92 @@ def _idle_seconds() -> float:
 
 
 def sweep() -> int:
-    """One pass over everything due: polls, submit retries, stores. Returns rows handled."""
+    """One pass over everything due. Returns the number of rows handled."""
     dispatch()
     now = timezone.now()
+    handled = _fail_overdue(now)
     due = list(Generation.objects.due(now).filter(state__in=IN_FLIGHT).order_by("next_poll_at"))
     if due:
-        client = luma.client()
-        with ThreadPoolExecutor(POLL_CONCURRENCY) as pool:
-            answers = list(pool.map(lambda g: _fetch(client, g), due))
-        for generation, answer in zip(due, answers, strict=True):
-            _apply(generation, answer)
-    retries = list(
-        Generation.objects.due(now)
-        .filter(state=State.SUBMITTING, upstream_id="")
+        answers = _fetch_all(luma.client(), due)
+        for generation in due:
+            _apply(generation, answers[generation.upstream_id])
+    # Submits: retries that are due, and those a dead worker left claimed.
+    submits = list(
+        Generation.objects.filter(state=State.SUBMITTING, upstream_id="")
+        .due(now)
         .unclaimed(now)
         .order_by("next_poll_at")[: settings.LUMA_MAX_CONCURRENT]
     )
-    for generation in retries:
-        if generation.claim(SUBMIT_CLAIM_SECONDS):
-            _submit(generation)
+    for generation in submits:
+        _claim_and_submit(generation)
     stores = list(Generation.objects.due(now).filter(state=State.STORING).unclaimed(now))
     for generation in stores:
         # A store task that died left its row here; queue one more (once per minute at most).
         if generation.defer(60):
             enqueue_store(generation)
-    return len(due) + len(retries) + len(stores)
+    return handled + len(due) + len(submits) + len(stores)
 
 
-def _fetch(client: luma.LumaClient, generation: Generation) -> luma.Upstream | Exception:
-    try:
-        return client.get(generation.upstream_id)
-    except luma.LumaError as exc:
-        return exc
+def _fail_overdue(now) -> int:
+    """Nothing stays in progress forever: past LUMA_TIMEOUT_MINUTES upstream, it fails."""
+    limit = now - timedelta(minutes=settings.LUMA_TIMEOUT_MINUTES)
+    overdue = Generation.objects.filter(state__in=IN_FLIGHT, submitted_at__lt=limit)
+    minutes = f"{settings.LUMA_TIMEOUT_MINUTES:g}"
+    return sum(
+        generation.mark_failed(f"Luma did not finish this video within {minutes} minutes.")
+        for generation in overdue
+    )
 
 
-def _apply(generation: Generation, answer: luma.Upstream | Exception) -> None:
+def _fetch_all(
+    client: luma.LumaClient, generations: list[Generation]
+) -> dict[str, luma.Upstream | luma.LumaError]:
+    """Ask about every generation, in batches where the dialect allows, several at once."""
+    ids = [generation.upstream_id for generation in generations]
+    chunks = [ids[i : i + POLL_BATCH] for i in range(0, len(ids), POLL_BATCH)]
+
+    def fetch(chunk: list[str]) -> dict[str, luma.Upstream | luma.LumaError]:
+        try:
+            return client.get_many(chunk)
+        except luma.LumaError as exc:
+            return dict.fromkeys(chunk, exc)
+
+    answers: dict[str, luma.Upstream | luma.LumaError] = {}
+    if client.dialect == "router" and client.batch is not False:
+        with ThreadPoolExecutor(POLL_CONCURRENCY) as pool:
+            for part in pool.map(fetch, chunks):
+                answers.update(part)
+        return answers
+    with ThreadPoolExecutor(POLL_CONCURRENCY) as pool:
+        for upstream_id, answer in zip(ids, pool.map(lambda i: fetch([i])[i], ids), strict=True):
+            answers[upstream_id] = answer
+    return answers
+
+
+def _apply(generation: Generation, answer: luma.Upstream | luma.LumaError) -> None:
     if isinstance(answer, luma.NotFound):
-        generation.poll_failed(answer)
-        if generation.poll_errors >= 3:
-            generation.mark_failed("Luma no longer knows this video (it was lost upstream).")
+        generation.poll_failed()
+        if generation.poll_errors >= LOST_AFTER_404S:
+            generation.mark_failed(
+                "Luma no longer knows this video (it was lost upstream).", detail=answer.message
+            )
         return
-    if isinstance(answer, Exception):
+    if isinstance(answer, luma.LumaError):
         log.info("poll of %s failed: %s", generation.code, answer)
-        generation.poll_failed(answer)
+        generation.poll_failed()
         return
     if generation.apply_upstream(answer) and generation.state == State.STORING:
         enqueue_store(generation)
+
+
+def refresh_generation(pk: int) -> str:
+    """Re-read one generation from the upstream now (a callback said it changed)."""
+    generation = Generation.objects.filter(pk=pk, state__in=IN_FLIGHT).first()
+    if generation is None:
+        return "not in flight"
+    client = luma.client()
+    _apply(generation, _fetch_all(client, [generation])[generation.upstream_id])
+    return generation.state
 
 
 # --- store ----------------------------------------------------------------------------------
@@ -289,23 +382,58 @@ def store_video(pk: int) -> str:
         return "nothing to store"
     if not generation.claim(STORE_CLAIM_SECONDS):
         return "another worker is storing it"
-    video_name = f"videos/{generation.code}.mp4"
-    poster_name = f"posters/{generation.code}.jpg"
-    video_path = Path(default_storage.path(video_name))
     try:
-        luma.client().download(
-            generation.video_url, video_path, max_bytes=settings.LUMA_MAX_VIDEO_BYTES
+        _copy_video(generation)
+    except luma.PermanentError as exc:
+        generation.mark_failed(
+            "The finished video could not be copied into our storage.", detail=exc.message
         )
-        make_poster(video_path, Path(default_storage.path(poster_name)))
-    except (luma.TransientError, luma.NotFound, OSError, ValueError, av.FFmpegError) as exc:
+        return "refused"
+    except (luma.LumaError, OSError, ValueError, av.FFmpegError) as exc:
         if generation.attempts >= MAX_STORE_ATTEMPTS:
-            generation.mark_failed("The finished video could not be copied into our storage.")
+            generation.mark_failed(
+                "The finished video could not be copied into our storage.", detail=str(exc)
+            )
             return "gave up"
         log.info("store of %s will be retried: %s", generation.code, exc)
         generation.release(retry_in=backoff(generation.attempts))
         return "retry later"
-    except luma.PermanentError as exc:
-        generation.mark_failed(f"The finished video could not be copied: {exc.message}")
-        return "refused"
-    generation.mark_completed(video_name, poster_name)
+    generation.mark_completed(*stored_names(generation))
     return "stored"
+
+
+def stored_names(generation: Generation) -> tuple[str, str]:
+    return f"videos/{generation.code}.mp4", f"posters/{generation.code}.jpg"
+
+
+def _copy_video(generation: Generation) -> None:
+    video_name, poster_name = stored_names(generation)
+    video_path = Path(default_storage.path(video_name))
+    # Downloaded and checked beside the final name, then moved in: a half or corrupt file
+    # never takes the place of a good one.
+    part = video_path.with_name(f".{video_path.name}.check")
+    try:
+        luma.client().download(generation.video_url, part, max_bytes=settings.LUMA_MAX_VIDEO_BYTES)
+        verify_video(part)
+        make_poster(part, Path(default_storage.path(poster_name)))
+        part.replace(video_path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def restore_video(pk: int) -> str:
+    """A stored video went missing: fetch it again while the upstream link still works."""
+    generation = Generation.objects.filter(pk=pk, state=State.COMPLETED).first()
+    if generation is None or not generation.video_url:
+        return "nothing to restore"
+    if default_storage.exists(generation.video.name) and default_storage.exists(
+        generation.poster.name
+    ):
+        return "present"
+    try:
+        _copy_video(generation)
+    except (luma.LumaError, OSError, ValueError, av.FFmpegError) as exc:
+        log.warning("could not restore the video of %s: %s", generation.code, exc)
+        return "upstream link no longer works"
+    generation.touch("video fetched again after the stored copy went missing")
+    return "restored"
