@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -125,6 +126,70 @@ class GenerationQuerySet(models.QuerySet):
     def for_gallery(self) -> GenerationQuerySet:
         return self.select_related("owner").order_by("-created_at", "-id")
 
+    # --- the shared gallery: chainable filters ------------------------------------------------
+
+    def visible_to(self, user) -> GenerationQuerySet:
+        """What `user` may see: everything not deleted; hidden ones only for staff."""
+        qs = self.filter(deleted_at=None)
+        return qs if user.is_staff else qs.filter(hidden=False)
+
+    def mine(self, user) -> GenerationQuerySet:
+        return self.filter(owner=user)
+
+    def starred_by(self, user) -> GenerationQuerySet:
+        return self.filter(Exists(Star.objects.filter(generation=OuterRef("pk"), user=user)))
+
+    def with_stars(self, user) -> GenerationQuerySet:
+        """Annotate `starred` (by `user`) and `star_count`, without a query per card."""
+        return self.annotate(
+            starred=Exists(Star.objects.filter(generation=OuterRef("pk"), user=user)),
+            star_count=Coalesce(
+                Subquery(
+                    Star.objects.filter(generation=OuterRef("pk"))
+                    .order_by()
+                    .values("generation")
+                    .annotate(n=Count("pk"))
+                    .values("n")[:1]
+                ),
+                0,
+            ),
+        )
+
+    def with_state(self, group: str) -> GenerationQuerySet:
+        """`group` is a gallery filter: "working", "completed" or "failed"."""
+        if group == "working":
+            return self.filter(state__in=ACTIVE)
+        if group in (State.COMPLETED, State.FAILED):
+            return self.filter(state=group)
+        return self
+
+    def with_model(self, model_name: str) -> GenerationQuerySet:
+        return self.filter(model_name=model_name) if model_name else self
+
+    def owned_by(self, username: str) -> GenerationQuerySet:
+        return self.filter(owner__username=username) if username else self
+
+    def search(self, text: str) -> GenerationQuerySet:
+        qs = self
+        for word in text.split()[:8]:
+            qs = qs.filter(Q(prompt__icontains=word) | Q(title__icontains=word))
+        return qs
+
+    def ordered(self, oldest_first: bool = False) -> GenerationQuerySet:
+        if oldest_first:
+            return self.order_by("created_at", "id")
+        return self.order_by("-created_at", "-id")
+
+    def page_after(self, created_at, pk: int, oldest_first: bool = False) -> GenerationQuerySet:
+        """Keyset pagination on (created_at, id): the rows after the last one shown."""
+        if oldest_first:
+            return self.filter(Q(created_at__gt=created_at) | Q(created_at=created_at, id__gt=pk))
+        return self.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
+
+    def completed_sources(self) -> GenerationQuerySet:
+        """Generations another can start or end on (extend, interpolate, ...)."""
+        return self.filter(state=State.COMPLETED).exclude(upstream_id="")
+
 
 class Generation(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -207,12 +272,105 @@ class Generation(models.Model):
 
     def callback_token(self) -> str:
         """Unguessable and per generation: Luma's callbacks are unsigned."""
-        return salted_hmac("lumaweb.callback", str(self.code)).hexdigest()[:32]
+        return salted_hmac("lumaweb.callback", str(self.code), algorithm="sha256").hexdigest()[:32]
 
     @property
     def version(self) -> str:
         """Changes whenever the card would render differently."""
         return f"{self.updated_at.timestamp():.6f}"
+
+    # --- curation: each change bumps updated_at so open galleries hear of it -------------------
+
+    def can_be_changed_by(self, user) -> bool:
+        return user.is_staff or self.owner_id == user.pk
+
+    def _curate(self, **fields: Any) -> None:
+        fields["updated_at"] = timezone.now()
+        Generation.objects.filter(pk=self.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def rename(self, title: str) -> None:
+        self._curate(title=title.strip())
+
+    def set_hidden(self, hidden: bool) -> None:
+        self._curate(hidden=hidden)
+
+    def star(self, user) -> None:
+        Star.objects.get_or_create(user=user, generation=self)
+        self._curate()
+
+    def unstar(self, user) -> None:
+        Star.objects.filter(user=user, generation=self).delete()
+        self._curate()
+
+    def soft_delete(self) -> None:
+        """A tombstone for the live updates; the stored files go at once (those no other
+        generation uses: a retry or a remix shares its source's frames)."""
+        with transaction.atomic():
+            self._curate(deleted_at=timezone.now())
+        for field in ("video", "poster", "first_frame", "last_frame"):
+            name = getattr(self, field).name
+            if not name:
+                continue
+            shared = (
+                Generation.objects.filter(deleted_at=None)
+                .filter(Q(**{field: name}) | Q(**{"first_frame": name}) | Q(last_frame=name))
+                .exists()
+            )
+            if not shared:
+                getattr(self, field).storage.delete(name)
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.prompt or self.get_mode_display()
+
+    @property
+    def uses_frames(self) -> bool:
+        return bool(self.first_frame or self.last_frame or self.image_url or self.image_end_url)
+
+    def as_remix_initial(self) -> dict[str, Any]:
+        """The form's initial values for "Remix": the same settings, ready to change."""
+        initial: dict[str, Any] = {
+            "mode": self.mode,
+            "prompt": self.prompt,
+            "model_name": self.model_name,
+            "duration": self.duration,
+            "resolution": self.resolution,
+            "aspect_ratio": self.aspect_ratio,
+            "loop": self.loop,
+            "expand_prompt": self.expand_prompt,
+            "image_url": self.image_url,
+            "image_end_url": self.image_end_url,
+            "first_frame_ref": self.first_frame.name.removeprefix("frames/"),
+            "last_frame_ref": self.last_frame.name.removeprefix("frames/"),
+        }
+        if self.parent_id:
+            initial["parent"] = self.parent.code if self.parent else ""
+        if self.end_parent_id:
+            initial["end_parent"] = self.end_parent.code if self.end_parent else ""
+        return initial
+
+    def copy_for(self, owner) -> Generation:
+        """A new generation with the same settings (Retry); it shares the uploaded frames."""
+        fields = ["title", "mode", "prompt", "model_name", "duration", "resolution", "aspect_ratio", "loop", "expand_prompt", "image_url", "image_end_url", "first_frame", "last_frame", "parent_id", "end_parent_id"]
+        return Generation.objects.create(
+            owner=owner, **{name: getattr(self, name) for name in fields}
+        )
+
+    def lineage(self, limit: int = 50) -> list[Generation]:
+        """The chain of extends this one is part of: its ancestors, oldest first, then itself."""
+        chain = [self]
+        seen = {self.pk}
+        current = self
+        while current.parent_id and len(chain) < limit:
+            parent = Generation.objects.select_related("owner").filter(pk=current.parent_id).first()
+            if parent is None or parent.pk in seen:
+                break
+            chain.append(parent)
+            seen.add(parent.pk)
+            current = parent
+        return chain[::-1]
 
     # --- transitions ----------------------------------------------------------------------
 
@@ -261,12 +419,12 @@ class Generation(models.Model):
         Generation.objects.filter(pk=self.pk).update(claimed_until=None, next_poll_at=next_at)
         self.claimed_until, self.next_poll_at = None, next_at
 
-    def mark_submitted(self, upstream: Upstream) -> bool:
+    def mark_submitted(self, upstream: Upstream, detail: str = "") -> bool:
         state = upstream.state if upstream.state in IN_FLIGHT else State.QUEUED
         return self._transition(
             state,
             from_states=(State.SUBMITTING,),
-            detail=f"accepted upstream as {upstream.id}",
+            detail=detail or f"accepted upstream as {upstream.id}",
             upstream_id=upstream.id,
             upstream_response=upstream.raw,
             submitted_at=timezone.now(),
@@ -274,6 +432,21 @@ class Generation(models.Model):
             claimed_until=None,
             poll_errors=0,
             attempts=0,
+        )
+
+    def postpone_reconcile(self, seconds: float) -> None:
+        """Leave the claim looking abandoned, so the sweep reconciles again in `seconds`."""
+        now = timezone.now()
+        Generation.objects.filter(pk=self.pk).update(
+            claimed_until=now, next_poll_at=now + timedelta(seconds=seconds)
+        )
+
+    def touch(self, detail: str) -> None:
+        """Record something that happened without a change of state; open pages refresh."""
+        now = timezone.now()
+        Generation.objects.filter(pk=self.pk).update(updated_at=now)
+        GenerationEvent.objects.create(
+            generation_id=self.pk, at=now, from_state=self.state, to_state=self.state, detail=detail
         )
 
     def poll_delay(self) -> float:
@@ -337,7 +510,7 @@ class Generation(models.Model):
             )
         )
 
-    def poll_failed(self, error: Exception) -> None:
+    def poll_failed(self) -> None:
         """The upstream did not answer this poll: back off and try again later."""
         self.poll_errors += 1
         Generation.objects.filter(pk=self.pk).update(
@@ -357,14 +530,19 @@ class Generation(models.Model):
             claimed_until=None,
         )
 
-    def mark_failed(self, reason: str, raw: Any = None) -> bool:
-        fields: dict[str, Any] = {"failure_reason": reason, "next_poll_at": None}
+    def mark_failed(self, reason: str, raw: Any = None, detail: str = "") -> bool:
+        """`reason` is for people; `detail` (technical) and `raw` are kept for admins."""
+        fields: dict[str, Any] = {
+            "failure_reason": reason,
+            "failure_detail": detail,
+            "next_poll_at": None,
+        }
         if raw is not None:
             fields["upstream_response"] = raw
         return self._transition(
             State.FAILED,
             from_states=ACTIVE,
-            detail=reason,
+            detail=f"{reason} ({detail})" if detail else reason,
             claimed_until=None,
             **fields,
         )
