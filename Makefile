@@ -28,6 +28,10 @@ format: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) bench/render.py
 
+# SOAK_N generations (default 200) through a faulty emulator, the worker killed along the way.
+soak: $(VENV)/.runtime
+	$(PY) bin/soak.py
+
 $(VENV)/bin/python:
 	@interpreter=$$(bin/find-python) || exit 1; \
 	echo "Creating $(VENV) with $$interpreter"; \

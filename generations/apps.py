@@ -11,7 +11,12 @@ class GenerationsConfig(AppConfig):
     verbose_name = "Generations"
 
     def ready(self) -> None:
+        from django_q.signals import post_spawn
+
+        from generations.tasks import start_polling_after_spawn
+
         post_migrate.connect(ensure_poller_schedule, sender=self)
+        post_spawn.connect(start_polling_after_spawn, dispatch_uid="lumaweb-start-polling")
 
 
 def ensure_poller_schedule(**kwargs) -> None:

@@ -72,6 +72,15 @@ def kick_poller() -> None:
     async_task(poll_luma, task_name="poll luma")
 
 
+def start_polling_after_spawn(**kwargs) -> None:
+    """A worker (re)started: make sure a poller runs now, not at the next schedule. Workers
+    spawn together, so one kick per cluster start is enough."""
+    if Lease.acquire("poller-kick", uuid.uuid4().hex, 30):
+        async_task(
+            poll_luma, wait_for_lease=POLLER_LEASE_SECONDS + 1, task_name="poll luma after start"
+        )
+
+
 def backoff(attempt: int, base: float = 2.0, cap: float = 120.0) -> float:
     """Exponential backoff with full jitter: spreads a crowd of retries out."""
     return random.uniform(base / 2, min(cap, base * 2 ** max(attempt - 1, 0)))
@@ -250,10 +259,15 @@ def refusal_reason(exc: luma.LumaError) -> str:
 # --- poll -----------------------------------------------------------------------------------
 
 
-def poll_luma(run_seconds: float = POLLER_RUN_SECONDS) -> str:
+def poll_luma(run_seconds: float = POLLER_RUN_SECONDS, wait_for_lease: float = 0) -> str:
+    """`wait_for_lease`: when a poller killed with its worker left the lease behind, wait for
+    it to expire rather than leave the generations unpolled until the next schedule."""
     holder = uuid.uuid4().hex
-    if not Lease.acquire(POLLER_LEASE, holder, POLLER_LEASE_SECONDS):
-        return "another poller holds the lease"
+    give_up = time.monotonic() + wait_for_lease
+    while not Lease.acquire(POLLER_LEASE, holder, POLLER_LEASE_SECONDS):
+        if time.monotonic() >= give_up:
+            return "another poller holds the lease"
+        time.sleep(1.0)
     deadline = time.monotonic() + run_seconds
     sweeps = 0
     try:

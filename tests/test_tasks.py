@@ -341,3 +341,19 @@ def test_it_takes_turns_between_people_when_slots_free_up(alice, bob, emulator, 
     assert reload(alices[0]).state == State.STORING
     assert reload(bobs).state == State.QUEUED
     assert [reload(g).state for g in alices[1:]] == [State.WAITING, State.WAITING]
+
+
+def test_a_poller_left_behind_by_a_killed_worker_is_waited_out(alice, emulator, clock, broker):
+    generation = submitted(alice)
+    clock.now += DREAM * 0.6
+    # A dead poller's lease, expiring in a moment.
+    Lease.acquire(tasks.POLLER_LEASE, "dead-worker", 1.5)
+    assert tasks.poll_luma(run_seconds=0.2) == "another poller holds the lease"
+    assert tasks.poll_luma(run_seconds=0.2, wait_for_lease=5).endswith("sweeps")
+    assert reload(generation).state == State.DREAMING
+
+
+def test_a_cluster_start_kicks_the_poller_once(db, broker):
+    tasks.start_polling_after_spawn(proc_name="Process-1")
+    tasks.start_polling_after_spawn(proc_name="Process-2")
+    assert broker.queue_size() == 1
