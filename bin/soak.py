@@ -2,7 +2,8 @@
 
 `make soak` runs SOAK_N generations (default 200) through the standalone emulator, with every
 kind of fault it knows switched on at realistic rates, on a real qcluster that is killed with
-SIGKILL and restarted SOAK_KILLS times (default 3). Its last line is one JSON object:
+SIGKILL and restarted SOAK_KILLS times (default 3): SOAK_CLUSTERS (default 2) qclusters run side
+by side, as on two machines, and each kill takes one down. Its last line is one JSON object:
 
     {"generations": 200, "completed": ..., "failed": {"<reason>": n}, "lost": 0, "stuck": 0,
      "duplicate_creates": 0, "stored_twice": 0, "seconds": ...}
@@ -89,6 +90,7 @@ def log(message: str) -> None:
 def main() -> int:
     count = int(os.environ.get("SOAK_N", "200"))
     kills = int(os.environ.get("SOAK_KILLS", "3"))
+    clusters = int(os.environ.get("SOAK_CLUSTERS", "2"))
     deadline_seconds = float(os.environ.get("SOAK_SECONDS", "540"))
     seed = int(os.environ.get("SOAK_SEED", "1"))
     dialect = os.environ.get("SOAK_DIALECT", "router")
@@ -111,7 +113,7 @@ def main() -> int:
         "LUMA_POLL_SECONDS": "1",
         "Q_CLUSTER_NAME": name,
         "CACHE_PREFIX": name,
-        "Q_WORKERS": "3",
+        "Q_WORKERS": "2",
         "LUMA_EMULATOR_API_KEY": KEY,
         "LUMA_EMULATOR_DREAM_SECONDS": "6",
         "LUMA_EMULATOR_FAULTS": json.dumps(FAULTS),
@@ -138,10 +140,10 @@ def main() -> int:
         [sys.executable, *serve],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / "emulator.log").open("w"),
     )  # fmt: skip
-    worker: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = []
     try:
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True)
-        log(f"{count} generations, {kills} kills, dialect {dialect}, data in {work}")
+        log(f"{count} generations, {clusters} clusters, {kills} kills, {dialect}, data in {work}")
         django(
             "from django.contrib.auth.models import User\n"
             "from generations.models import Generation\n"
@@ -170,7 +172,8 @@ def main() -> int:
                 )
             )
 
-        worker = start_worker()
+        # Two clusters side by side (each with several worker processes), as on two machines.
+        workers = [start_worker() for _ in range(clusters)]
         deadline = started + deadline_seconds
         kills_done = 0
         while time.monotonic() < deadline:
@@ -180,14 +183,15 @@ def main() -> int:
             log(f"{states}")
             if finished >= count:
                 break
-            # Kill at points spread over the run, wherever the worker is.
+            # Kill at points spread over the run, wherever the workers are.
             if kills_done < kills and finished >= (kills_done + 1) * count / (kills + 2):
                 time.sleep(rng.uniform(0, 3))
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+                victim = kills_done % clusters
+                os.killpg(workers[victim].pid, signal.SIGKILL)
+                workers[victim].wait()
                 kills_done += 1
-                log(f"killed the worker with SIGKILL ({kills_done}/{kills}); restarting it")
-                worker = start_worker()
+                log(f"killed cluster {victim + 1} with SIGKILL ({kills_done}/{kills}): restart")
+                workers[victim] = start_worker()
         summary = json.loads(
             django(
                 "import json; from collections import Counter\n"
@@ -218,6 +222,7 @@ def main() -> int:
             "duplicate_creates": stats["duplicate_creates"],
             "stored_twice": summary["stored_twice"],
             "kills": kills_done,
+            "clusters": clusters,
             "upstream_created": stats["created"],
             "faults_injected": sum(stats.get("faults", {}).values()),
             "database": "postgresql" if base_db else "sqlite",
@@ -225,8 +230,9 @@ def main() -> int:
             "seconds": round(time.monotonic() - started, 1),
         }
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGKILL)
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
         emulator.terminate()
         emulator.wait(10)
         if base_db:

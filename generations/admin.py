@@ -14,11 +14,15 @@ class GenerationEventInline(admin.TabularInline):
 
 @admin.register(Generation)
 class GenerationAdmin(admin.ModelAdmin):
-    list_display = ["prompt_short", "owner", "state", "model_name", "created_at", "upstream_id"]
-    list_filter = ["state", "model_name"]
-    search_fields = ["prompt", "upstream_id", "code"]
-    raw_id_fields = ["owner", "parent"]
-    readonly_fields = ["code", "created_at", "updated_at", "upstream_response"]
+    list_display = ["prompt_short", "owner", "state", "failure_reason", "created_at", "upstream_id"]
+    list_filter = ["state", "model_name", "mode", "hidden"]
+    search_fields = ["prompt", "title", "upstream_id", "code", "failure_reason"]
+    raw_id_fields = ["owner", "parent", "end_parent"]
+    # What went wrong, technically: for admins, never shown to users as is.
+    readonly_fields = [
+        "code", "created_at", "updated_at", "submitted_at", "completed_at", "upstream_id",
+        "failure_detail", "upstream_response", "attempts", "poll_errors", "claimed_until",
+    ]  # fmt: skip
     inlines = [GenerationEventInline]
 
     @admin.display(description="prompt")
