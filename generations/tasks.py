@@ -45,7 +45,9 @@ POLLER_RUN_SECONDS = 58.0
 POLLER_LEASE_SECONDS = 20.0
 POLL_CONCURRENCY = 8
 POLL_BATCH = 50
-SUBMIT_CLAIM_SECONDS = 120.0
+# A submit holds its row a little longer than one request may take; a dead worker's claim
+# expires soon after, and the sweep reconciles it.
+SUBMIT_CLAIM_SECONDS = settings.LUMA_TIMEOUT_SECONDS + 30
 STORE_CLAIM_SECONDS = 300.0
 MAX_SUBMIT_ATTEMPTS = 8
 MAX_STORE_ATTEMPTS = 5
@@ -182,7 +184,20 @@ def _submit(generation: Generation) -> str:
             upstream = client.create(request)
     except luma.TransientError as exc:
         # Certainly not created (refused connection, 429, 5xx): safe to send again later.
-        if generation.attempts >= MAX_SUBMIT_ATTEMPTS:
+        if exc.status == 429:
+            # "Busy, wait": no sign of a fault, so it does not use up an attempt. The account
+            # can stay full (slots held upstream by generations that never finish), so it is
+            # bounded in time instead.
+            generation.refund_attempt()
+            waited = timezone.now() - generation.created_at
+            if waited > timedelta(minutes=settings.LUMA_TIMEOUT_MINUTES):
+                generation.mark_failed(
+                    f"Luma stayed too busy to take this video for {settings.LUMA_TIMEOUT_MINUTES:g}"
+                    " minutes.",
+                    detail=exc.message,
+                )
+                return "gave up"
+        elif generation.attempts >= MAX_SUBMIT_ATTEMPTS:
             generation.mark_failed(
                 f"Luma was unavailable; gave up after {generation.attempts} tries.",
                 detail=exc.message,

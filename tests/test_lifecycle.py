@@ -115,6 +115,25 @@ def test_the_account_limit_answer_is_honoured_with_its_retry_after(
     assert emulator.stats()["rate_limited"] >= 1 and emulator.stats()["created"] == 1
 
 
+def test_a_busy_account_is_waited_for_without_using_up_attempts(alice, emulator, settings):
+    emulator.set_faults({"endpoints": {"create": {"rate_limit": 1.0, "retry_after": 1}}})
+    generation = make_generation(alice, **video())
+    tasks.submit_generation(generation.pk)
+    for _ in range(tasks.MAX_SUBMIT_ATTEMPTS + 2):
+        make_due(generation)
+        tasks.sweep()
+    assert reload(generation).state == State.SUBMITTING
+    # ... but not for ever.
+    Generation.objects.filter(pk=generation.pk).update(
+        created_at=timezone.now() - timedelta(minutes=settings.LUMA_TIMEOUT_MINUTES + 1)
+    )
+    make_due(generation)
+    tasks.sweep()
+    generation = reload(generation)
+    assert generation.state == State.FAILED
+    assert generation.failure_reason == "Luma stayed too busy to take this video for 30 minutes."
+
+
 def test_gives_up_submitting_after_many_failures_with_a_reason(alice, emulator):
     emulator.set_faults({"endpoints": {"create": {"errors": {"503": 1.0}}}})
     generation = make_generation(alice, **video())
