@@ -413,6 +413,12 @@ class Generation(models.Model):
             self.attempts += 1
         return bool(won)
 
+    def refund_attempt(self) -> None:
+        Generation.objects.filter(pk=self.pk, attempts__gt=0).update(
+            attempts=models.F("attempts") - 1
+        )
+        self.attempts = max(0, self.attempts - 1)
+
     def release(self, retry_in: float | None = None) -> None:
         """Let go of the claim; with `retry_in`, the poller's sweep tries again then."""
         next_at = timezone.now() + timedelta(seconds=retry_in) if retry_in is not None else None
