@@ -232,33 +232,6 @@ def test_an_unanswered_submit_is_not_sent_again_blindly(alice, monkeypatch):
     assert len(calls) == 1
 
 
-def test_a_generation_lost_upstream_fails_after_three_404s(alice, monkeypatch):
-    generation = make_generation(alice, state=State.QUEUED, upstream_id="gone")
-    upstream_answers(monkeypatch, lambda r: httpx.Response(404, json={"detail": "not found"}))
-    for _ in range(3):
-        make_due(generation)
-        tasks.sweep()
-    generation = reload(generation)
-    assert generation.state == State.FAILED
-    assert generation.failure_reason == "Luma no longer knows this video (it was lost upstream)."
-
-
-def test_completed_without_a_link_is_asked_again_before_failing(alice, monkeypatch):
-    generation = make_generation(alice, state=State.DREAMING, upstream_id="g1")
-    upstream_answers(
-        monkeypatch, lambda r: httpx.Response(200, json={"id": "g1", "state": "completed"})
-    )
-    make_due(generation)
-    tasks.sweep()
-    assert reload(generation).state == State.DREAMING
-    for _ in range(10):
-        make_due(generation)
-        tasks.sweep()
-    generation = reload(generation)
-    assert generation.state == State.FAILED
-    assert "never gave a link" in generation.failure_reason
-
-
 def test_a_poll_error_backs_off_and_keeps_the_generation(alice, monkeypatch):
     generation = make_generation(alice, state=State.DREAMING, upstream_id="g1")
     upstream_answers(monkeypatch, lambda r: httpx.Response(503, json={"detail": "maintenance"}))
