@@ -413,6 +413,16 @@ class Generation(models.Model):
             self.attempts += 1
         return bool(won)
 
+    def sending_for(self) -> timedelta:
+        """How long since it left our queue (its time in our queue does not count)."""
+        left_queue = (
+            self.events.filter(to_state=State.SUBMITTING)
+            .order_by("-at")
+            .values_list("at", flat=True)
+            .first()
+        )
+        return timezone.now() - (left_queue or self.created_at)
+
     def refund_attempt(self) -> None:
         Generation.objects.filter(pk=self.pk, attempts__gt=0).update(
             attempts=models.F("attempts") - 1

@@ -189,8 +189,7 @@ def _submit(generation: Generation) -> str:
             # can stay full (slots held upstream by generations that never finish), so it is
             # bounded in time instead.
             generation.refund_attempt()
-            waited = timezone.now() - generation.created_at
-            if waited > timedelta(minutes=settings.LUMA_TIMEOUT_MINUTES):
+            if generation.sending_for() > timedelta(minutes=settings.LUMA_TIMEOUT_MINUTES):
                 generation.mark_failed(
                     f"Luma stayed too busy to take this video for {settings.LUMA_TIMEOUT_MINUTES:g}"
                     " minutes.",
