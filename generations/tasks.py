@@ -22,7 +22,7 @@ import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import av
@@ -252,7 +252,7 @@ def _is_ours(upstream: luma.Upstream, expected: luma.VideoRequest, generation: G
     request = upstream.raw.get("request") or {}
     created = upstream.raw.get("created_at") or ""
     try:
-        created_at = timezone.datetime.fromisoformat(created.replace("Z", "+00:00"))
+        created_at = datetime.fromisoformat(created.replace("Z", "+00:00"))
     except ValueError:
         return False
     model = luma.OFFICIAL_MODELS.get(expected.model_name, expected.model_name)
