@@ -21,7 +21,8 @@ import logging
 import random
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -43,7 +44,8 @@ DISPATCH_LEASE = "dispatch"
 # How long one poller task runs before handing over (below Q_CLUSTER's timeout).
 POLLER_RUN_SECONDS = 58.0
 POLLER_LEASE_SECONDS = 20.0
-POLL_CONCURRENCY = 8
+# Requests a sweep has in flight at once (polls are reads: the account limits are on creates).
+POLL_CONCURRENCY = 16
 POLL_BATCH = 50
 # A submit holds its row a little longer than one request may take; a dead worker's claim
 # expires soon after, and the sweep reconciles it.
@@ -318,10 +320,13 @@ def sweep() -> int:
     now = timezone.now()
     handled = _fail_overdue(now)
     due = list(Generation.objects.due(now).filter(state__in=IN_FLIGHT).order_by("next_poll_at"))
-    if due:
-        answers = _fetch_all(luma.client(), due)
-        for generation in due:
-            _apply(generation, answers[generation.upstream_id])
+    unchanged = []
+    for generation, answer in _fetch_all(luma.client(), due):
+        if isinstance(answer, luma.Upstream) and answer.state == generation.state:
+            unchanged.append(generation)  # the common case: written all at once below
+        else:
+            _apply(generation, answer)
+    Generation.objects.postpone_polls(unchanged)
     # Submits: retries that are due, and those a dead worker left claimed.
     submits = list(
         Generation.objects.filter(state=State.SUBMITTING, upstream_id="")
@@ -352,10 +357,13 @@ def _fail_overdue(now) -> int:
 
 def _fetch_all(
     client: luma.LumaClient, generations: list[Generation]
-) -> dict[str, luma.Upstream | luma.LumaError]:
-    """Ask about every generation, in batches where the dialect allows, several at once."""
-    ids = [generation.upstream_id for generation in generations]
-    chunks = [ids[i : i + POLL_BATCH] for i in range(0, len(ids), POLL_BATCH)]
+) -> Iterator[tuple[Generation, luma.Upstream | luma.LumaError]]:
+    """Ask about every generation, all requests of the sweep at once, in batches where the
+    dialect allows; yields each answer as its request comes back."""
+    by_id = {generation.upstream_id: generation for generation in generations}
+    ids = list(by_id)
+    size = POLL_BATCH if client.dialect == "router" and client.batch is not False else 1
+    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
 
     def fetch(chunk: list[str]) -> dict[str, luma.Upstream | luma.LumaError]:
         try:
@@ -363,16 +371,10 @@ def _fetch_all(
         except luma.LumaError as exc:
             return dict.fromkeys(chunk, exc)
 
-    answers: dict[str, luma.Upstream | luma.LumaError] = {}
-    if client.dialect == "router" and client.batch is not False:
-        with ThreadPoolExecutor(POLL_CONCURRENCY) as pool:
-            for part in pool.map(fetch, chunks):
-                answers.update(part)
-        return answers
-    with ThreadPoolExecutor(POLL_CONCURRENCY) as pool:
-        for upstream_id, answer in zip(ids, pool.map(lambda i: fetch([i])[i], ids), strict=True):
-            answers[upstream_id] = answer
-    return answers
+    with ThreadPoolExecutor(min(len(chunks), POLL_CONCURRENCY) or 1) as pool:
+        for future in as_completed([pool.submit(fetch, chunk) for chunk in chunks]):
+            for upstream_id, answer in future.result().items():
+                yield by_id[upstream_id], answer
 
 
 def _apply(generation: Generation, answer: luma.Upstream | luma.LumaError) -> None:
@@ -396,8 +398,9 @@ def refresh_generation(pk: int) -> str:
     generation = Generation.objects.filter(pk=pk, state__in=IN_FLIGHT).first()
     if generation is None:
         return "not in flight"
-    client = luma.client()
-    _apply(generation, _fetch_all(client, [generation])[generation.upstream_id])
+    for polled, answer in _fetch_all(luma.client(), [generation]):
+        _apply(polled, answer)
+        return polled.state
     return generation.state
 
 

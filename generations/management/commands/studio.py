@@ -33,6 +33,9 @@ class Command(BaseCommand):
             "--workers", str(web_workers),
             "--threads", "8",
             "--graceful-timeout", "5",
+            # Longer than the gallery's poll interval, or an idle connection can be closed
+            # just as the browser sends its next poll on it.
+            "--keep-alive", "10",
             "--log-level", "warning",
         ]  # fmt: skip
         worker = [sys.executable, "-m", "django", "qcluster"]
