@@ -26,7 +26,8 @@ format: $(VENV)/.dev
 	$(PY) -m ruff format .
 
 bench: $(VENV)/.dev
-	$(PY) bench/render.py
+	@command -v chromium >/dev/null 2>&1 || bin/install-chromium
+	$(PY) bench/run.py
 
 # SOAK_N generations (default 200) through a faulty emulator, the worker killed along the way.
 soak: $(VENV)/.runtime

@@ -44,8 +44,6 @@ DISPATCH_LEASE = "dispatch"
 # How long one poller task runs before handing over (below Q_CLUSTER's timeout).
 POLLER_RUN_SECONDS = 58.0
 POLLER_LEASE_SECONDS = 20.0
-# Requests a sweep has in flight at once (polls are reads: the account limits are on creates).
-POLL_CONCURRENCY = 16
 POLL_BATCH = 50
 # A submit holds its row a little longer than one request may take; a dead worker's claim
 # expires soon after, and the sweep reconciles it.
@@ -371,7 +369,7 @@ def _fetch_all(
         except luma.LumaError as exc:
             return dict.fromkeys(chunk, exc)
 
-    with ThreadPoolExecutor(min(len(chunks), POLL_CONCURRENCY) or 1) as pool:
+    with ThreadPoolExecutor(min(len(chunks), settings.LUMA_POLL_CONCURRENCY) or 1) as pool:
         for future in as_completed([pool.submit(fetch, chunk) for chunk in chunks]):
             for upstream_id, answer in future.result().items():
                 yield by_id[upstream_id], answer

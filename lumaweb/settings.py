@@ -276,6 +276,8 @@ LUMA_EMULATOR_DIR = DATA_DIR / "emulator"
 LUMA_POLL_SECONDS = env_float("LUMA_POLL_SECONDS", 2.0, minimum=0.2)
 # Generations in flight upstream at once (Luma's account limit); the rest wait in our queue.
 LUMA_MAX_CONCURRENT = env_int("LUMA_MAX_CONCURRENT", 10, minimum=1)
+# Poll requests a sweep keeps in flight at once (polls only read; the limits are on creates).
+LUMA_POLL_CONCURRENCY = env_int("LUMA_POLL_CONCURRENCY", 8, minimum=1)
 # A generation in progress longer than this fails as timed out.
 LUMA_TIMEOUT_MINUTES = env_float("LUMA_TIMEOUT_MINUTES", 30.0, minimum=1.0)
 # Largest video we copy into our storage.
