@@ -333,10 +333,6 @@ class Generation(models.Model):
     def display_title(self) -> str:
         return self.title or self.prompt or self.get_mode_display()
 
-    @property
-    def uses_frames(self) -> bool:
-        return bool(self.first_frame or self.last_frame or self.image_url or self.image_end_url)
-
     def as_remix_initial(self) -> dict[str, Any]:
         """The form's initial values for "Remix": the same settings, ready to change."""
         initial: dict[str, Any] = {

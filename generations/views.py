@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import base64
 import mimetypes
 import os
 import re
+import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.http import (
@@ -15,19 +20,29 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBadRequest,
     HttpResponseBase,
     StreamingHttpResponse,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.text import slugify
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import reswap, retarget
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import push_url, reswap, retarget
 
-from generations import tasks
-from generations.forms import GenerateForm
-from generations.models import Generation
+from generations import frames, tasks
+from generations.forms import (
+    GalleryFilterForm,
+    GenerateForm,
+    RenameForm,
+    available_modes,
+    uploads_possible,
+)
+from generations.models import Generation, GenerationQuerySet, Mode, State
 
 PAGE_SIZE = 24
 # Rows changed within this many seconds of "now" are sent again on the next poll: a write that
@@ -36,11 +51,52 @@ CURSOR_LAG = timedelta(seconds=2)
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 # Uploaded frames are stored as <32 random hex digits>.jpg.
 FRAME_NAME_RE = re.compile(r"[0-9a-f]{32}\.jpg")
+# The form refilled from a generation of the gallery: `?remix=<code>` and the like.
+COMPOSE_PARAMS = ("remix", "extend", "reverse", "interpolate")
 
 
-def _get_generation(request: HttpRequest, code) -> Generation:
-    """Every signed-in teammate may see every generation of the shared gallery."""
-    return get_object_or_404(Generation.objects.select_related("owner"), code=code)
+# --- access ---------------------------------------------------------------------------------
+
+
+def _get_generation(request: HttpRequest, code, *, to: str = "see") -> Generation:
+    """The one way to a generation. Every signed-in teammate sees the shared gallery; hidden
+    ones only staff, deleted ones nobody (404). `to="change"`: only its owner or staff;
+    `to="moderate"`: only staff (PermissionDenied, 403, where it may be seen)."""
+    generation = get_object_or_404(
+        Generation.objects.visible_to(request.user)
+        .with_stars(request.user)
+        .select_related("owner", "parent", "end_parent"),
+        code=code,
+    )
+    if to == "change" and not generation.can_be_changed_by(request.user):
+        raise PermissionDenied("Only its owner or staff may change this video.")
+    if to == "moderate" and not request.user.is_staff:
+        raise PermissionDenied("Only staff may hide videos.")
+    return generation
+
+
+def _studio() -> dict[str, Any]:
+    """What the cards and the form need to know of the configuration."""
+    modes = dict(available_modes())
+    return {
+        "modes": modes,
+        "official": Mode.REVERSE_EXTEND in modes,
+        "uploads_ok": uploads_possible(),
+        "poll_ms": settings.GALLERY_POLL_MS,
+    }
+
+
+def _back(request: HttpRequest, default: str) -> HttpResponse:
+    """Plain-POST fallback: back to the page the form was on."""
+    target = request.POST.get("next") or request.headers.get("Referer") or ""
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = default
+    return redirect(target)
+
+
+# --- cursors --------------------------------------------------------------------------------
 
 
 def _cursor_now() -> str:
@@ -55,45 +111,144 @@ def _parse_cursor(value: str) -> datetime | None:
     return cursor if timezone.is_aware(cursor) else None
 
 
+def _page_cursor(generation: Generation) -> str:
+    raw = f"{generation.created_at.isoformat()}|{generation.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _parse_page_cursor(value: str) -> tuple[datetime, int] | None:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        at, pk = raw.split("|")
+        created_at = datetime.fromisoformat(at)
+        return (created_at, int(pk)) if timezone.is_aware(created_at) else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+# --- the gallery ----------------------------------------------------------------------------
+
+
+def _cards(request: HttpRequest) -> GenerationQuerySet:
+    return (
+        Generation.objects.visible_to(request.user).with_stars(request.user).select_related("owner")
+    )
+
+
+def _gallery_context(request: HttpRequest, filters: GalleryFilterForm) -> dict[str, Any]:
+    """One page of cards by keyset (never OFFSET): the same few queries on any page."""
+    queryset = filters.apply(_cards(request), request.user)
+    after = _parse_page_cursor(request.GET.get("after", ""))
+    if after is not None:
+        queryset = queryset.page_after(*after, oldest_first=filters.oldest_first)
+    rows = list(queryset[: PAGE_SIZE + 1])
+    page, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    query = filters.querystring()
+    return {
+        **_studio(),
+        "filters": filters,
+        "filter_query": query,
+        "generations": page,
+        "next_cursor": _page_cursor(page[-1]) if more else "",
+        "cursor": _cursor_now(),
+    }
+
+
+def _compose_form(request: HttpRequest) -> GenerateForm:
+    """The form, refilled from a generation (`?remix=`, `?extend=`, ...) or a kept frame."""
+    initial: dict[str, Any] = {}
+    for param in COMPOSE_PARAMS:
+        code = request.GET.get(param)
+        if not code:
+            continue
+        try:
+            uuid.UUID(code)
+        except ValueError:
+            raise Http404("No such video.") from None
+        initial = _initial_for(param, _get_generation(request, code))
+        break
+    frame = request.GET.get("first_frame", "")
+    if frame and frames.exists(frame):
+        initial.update(mode=Mode.IMAGE, first_frame_ref=frame, parent="", end_parent="")
+    form = GenerateForm(initial=initial, user=request.user)
+    form.source_choices()
+    return form
+
+
+def _initial_for(param: str, source: Generation) -> dict[str, Any]:
+    if param == "remix":
+        return source.as_remix_initial()
+    settings_of = {
+        "model_name": source.model_name,
+        "aspect_ratio": source.aspect_ratio,
+        "resolution": source.resolution,
+        "duration": source.duration,
+    }
+    if param == "extend":
+        return {**settings_of, "mode": Mode.EXTEND, "parent": source.code}
+    if param == "reverse":
+        return {**settings_of, "mode": Mode.REVERSE_EXTEND, "end_parent": source.code}
+    return {**settings_of, "mode": Mode.INTERPOLATE, "parent": source.code}
+
+
 @require_GET
 def gallery(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "generations/gallery.html",
-        {
-            "form": GenerateForm(),
-            "generations": Generation.objects.for_gallery()[:PAGE_SIZE],
-            "cursor": _cursor_now(),
-            "poll_ms": settings.GALLERY_POLL_MS,
-        },
-    )
+    filters = GalleryFilterForm(request.GET, with_people=not request.htmx)
+    context = _gallery_context(request, filters)
+    if request.htmx and not request.htmx.history_restore_request:
+        # A filter changed, or "Load more": only the part that changes.
+        if request.GET.get("after"):
+            return render(request, "generations/gallery.html#more-page", context)
+        response = render(request, "generations/gallery.html#results", context)
+        # The address bar gets the filters that apply, not every empty field of the form.
+        query = context["filter_query"]
+        return push_url(response, reverse("gallery") + (f"?{query}" if query else ""))
+    context["form"] = _compose_form(request)
+    return render(request, "generations/gallery.html", context)
+
+
+@require_GET
+def compose(request: HttpRequest) -> HttpResponse:
+    """The form refilled for Remix, Extend, ...: htmx swaps it in; without htmx, the gallery."""
+    if not request.htmx:
+        query = request.GET.urlencode()
+        return redirect(f"{reverse('gallery')}?{query}#compose")
+    form = _compose_form(request)
+    return render(request, "generations/gallery.html#generate-form", {**_studio(), "form": form})
 
 
 @require_POST
 def generate(request: HttpRequest) -> HttpResponse:
-    form = GenerateForm(request.POST)
+    form = GenerateForm(request.POST, request.FILES, user=request.user)
     if not form.is_valid():
+        form.source_choices()
         if request.htmx:
-            response = render(request, "generations/gallery.html#generate-form", {"form": form})
+            response = render(
+                request, "generations/gallery.html#generate-form", {**_studio(), "form": form}
+            )
             return reswap(retarget(response, "#generate-form"), "outerHTML")
-        context = {
-            "form": form,
-            "generations": Generation.objects.for_gallery()[:PAGE_SIZE],
-            "cursor": _cursor_now(),
-            "poll_ms": settings.GALLERY_POLL_MS,
-        }
+        filters = GalleryFilterForm(with_people=True)
+        context = {**_gallery_context(request, filters), "form": form}
         return render(request, "generations/gallery.html", context, status=400)
     form.instance.owner = request.user
     with transaction.atomic():
         generation = form.save()
         transaction.on_commit(lambda: tasks.enqueue_submit(generation))
+    return _created(request, generation, "Your video is on its way.")
+
+
+def _created(request: HttpRequest, generation: Generation, message: str) -> HttpResponse:
     if request.htmx:
+        generation = _cards(request).get(pk=generation.pk)
+        messages.success(request, message)
+        fresh = GenerateForm(user=request.user)
+        fresh.source_choices()
         return render(
             request,
             "generations/generate_response.html",
-            {"generation": generation, "form": GenerateForm()},
+            {**_studio(), "generation": generation, "form": fresh},
         )
-    messages.success(request, "Your video is on its way.")
+    messages.success(request, message)
     return redirect("gallery")
 
 
@@ -101,14 +256,29 @@ def generate(request: HttpRequest) -> HttpResponse:
 def updates(request: HttpRequest) -> HttpResponse:
     """What changed in the gallery since `since`: one request per interval, however many cards.
 
-    Answers 204 when nothing changed, else the changed cards and a new cursor.
+    Answers 204 when nothing changed, else the changed cards and a new cursor. A changed
+    generation this page may no longer show (deleted, hidden, or out of its filters) comes as
+    a tombstone, so that open pages drop it.
     """
     cursor = _parse_cursor(request.GET.get("since", ""))
     if cursor is None:
         return HttpResponse("Give `since` as an ISO timestamp with a time zone.", status=400)
-    changed = list(Generation.objects.for_gallery().changed_since(cursor)[: PAGE_SIZE * 2])
+    changed = list(
+        Generation.objects.changed_since(cursor)
+        .with_stars(request.user)
+        .select_related("owner")
+        .order_by("updated_at", "id")[: PAGE_SIZE * 2]
+    )
     if not changed:
         return HttpResponse(status=204)
+    filters = GalleryFilterForm(request.GET)
+    shown = set(
+        filters.apply(Generation.objects.visible_to(request.user), request.user)
+        .filter(pk__in=[generation.pk for generation in changed])
+        .values_list("pk", flat=True)
+    )
+    for generation in changed:
+        generation.shown = generation.pk in shown
     newest = max(generation.updated_at for generation in changed)
     # Never move past "now - lag", never backwards.
     next_cursor = max(cursor, min(newest, timezone.now() - CURSOR_LAG))
@@ -116,27 +286,146 @@ def updates(request: HttpRequest) -> HttpResponse:
         request,
         "generations/updates.html",
         {
+            **_studio(),
             "changed": changed,
             "cursor": next_cursor.isoformat(),
-            "poll_ms": settings.GALLERY_POLL_MS,
+            "filter_query": filters.querystring(),
         },
     )
+
+
+# --- one generation -------------------------------------------------------------------------
 
 
 @require_GET
 def generation_detail(request: HttpRequest, code) -> HttpResponse:
     generation = _get_generation(request, code)
+    visible = Generation.objects.visible_to(request.user)
+    lineage = [g for g in generation.lineage() if g == generation or g.deleted_at is None]
+    lineage = [g for g in lineage if g == generation or request.user.is_staff or not g.hidden]
+    extensions = list(
+        visible.filter(parent=generation).select_related("owner").order_by("created_at", "id")
+    )
     return render(
         request,
         "generations/generation.html",
-        {"generation": generation, "events": generation.events.all()},
+        {
+            **_studio(),
+            "generation": generation,
+            "lineage": lineage,
+            "extensions": extensions,
+            "events": generation.events.all(),
+            "plain": True,
+        },
     )
 
 
 @require_GET
 def generation_card(request: HttpRequest, code) -> HttpResponse:
     generation = _get_generation(request, code)
-    return render(request, "generations/gallery.html#card", {"generation": generation})
+    return render(request, "generations/gallery.html#card", {**_studio(), "generation": generation})
+
+
+def _acted(request: HttpRequest, generation: Generation, message: str) -> HttpResponse:
+    """After a change to a card: htmx gets the card again (and the message); a plain POST
+    goes back where it came from."""
+    messages.success(request, message)
+    if request.htmx:
+        fresh = _get_generation(request, generation.code)
+        return render(request, "generations/card_response.html", {**_studio(), "generation": fresh})
+    return _back(request, generation.get_absolute_url())
+
+
+@require_POST
+def star(request: HttpRequest, code) -> HttpResponse:
+    generation = _get_generation(request, code)
+    generation.star(request.user)
+    return _acted(request, generation, "Starred.")
+
+
+@require_POST
+def unstar(request: HttpRequest, code) -> HttpResponse:
+    generation = _get_generation(request, code)
+    generation.unstar(request.user)
+    return _acted(request, generation, "Star removed.")
+
+
+@require_POST
+def rename(request: HttpRequest, code) -> HttpResponse:
+    generation = _get_generation(request, code, to="change")
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        message = " ".join(form.errors["title"])
+        if request.htmx:
+            return HttpResponse(message, status=400, content_type="text/plain")
+        messages.error(request, message)
+        return _back(request, generation.get_absolute_url())
+    generation.rename(form.cleaned_data["title"])
+    title = generation.title
+    return _acted(request, generation, f"Renamed to “{title}”." if title else "Title removed.")
+
+
+@require_http_methods(["GET", "POST"])
+def delete(request: HttpRequest, code) -> HttpResponse:
+    """GET asks for confirmation (the page without JavaScript); POST deletes."""
+    generation = _get_generation(request, code, to="change")
+    if request.method == "GET":
+        return render(request, "generations/delete.html", {"generation": generation})
+    generation.soft_delete()
+    messages.success(request, "Video deleted.")
+    if request.htmx:
+        return render(request, "generations/deleted_response.html", {"generation": generation})
+    return redirect("gallery")
+
+
+@require_POST
+def hide(request: HttpRequest, code) -> HttpResponse:
+    generation = _get_generation(request, code, to="moderate")
+    generation.set_hidden(True)
+    return _acted(request, generation, "Hidden from the shared gallery (staff still see it).")
+
+
+@require_POST
+def unhide(request: HttpRequest, code) -> HttpResponse:
+    generation = _get_generation(request, code, to="moderate")
+    generation.set_hidden(False)
+    return _acted(request, generation, "Shown in the shared gallery again.")
+
+
+@require_POST
+def retry(request: HttpRequest, code) -> HttpResponse:
+    """A failed video, made again with the same settings: a new generation, yours."""
+    generation = _get_generation(request, code)
+    if generation.state != State.FAILED:
+        return HttpResponseBadRequest("Only a failed video can be retried.")
+    with transaction.atomic():
+        again = generation.copy_for(request.user)
+        transaction.on_commit(lambda: tasks.enqueue_submit(again))
+    return _created(request, again, "Trying again with the same settings.")
+
+
+@require_POST
+def use_last_frame(request: HttpRequest, code) -> HttpResponse:
+    """The form, refilled for an image-to-video that starts on this video's last frame."""
+    generation = _get_generation(request, code)
+    if not generation.video or not uploads_possible():
+        raise Http404("This video has no last frame to use.")
+    try:
+        name = frames.store_last_frame(Path(default_storage.path(generation.video.name)))
+    except (OSError, ValueError):
+        raise Http404("The stored video could not be read.") from None
+    frame = Path(name).name
+    if not request.htmx:
+        return redirect(f"{reverse('gallery')}?first_frame={frame}#compose")
+    form = GenerateForm(
+        initial={"mode": Mode.IMAGE, "first_frame_ref": frame, "prompt": generation.prompt},
+        user=request.user,
+    )
+    form.source_choices()
+    return render(request, "generations/gallery.html#generate-form", {**_studio(), "form": form})
+
+
+# --- files ----------------------------------------------------------------------------------
 
 
 @require_GET
@@ -145,6 +434,22 @@ def video(request: HttpRequest, code) -> HttpResponseBase:
     if not generation.video:
         raise Http404("This video is not ready.")
     return _serve_file(request, generation.video.name, "video/mp4")
+
+
+@require_GET
+def download(request: HttpRequest, code) -> HttpResponseBase:
+    """The stored video as a file to keep, named after its title or prompt."""
+    generation = _get_generation(request, code)
+    if not generation.video:
+        raise Http404("This video is not ready.")
+    try:
+        handle = default_storage.open(generation.video.name, "rb")
+    except OSError:
+        raise Http404("The stored file is missing.") from None
+    name = slugify(generation.display_title)[:80].strip("-") or "video"
+    return FileResponse(
+        handle, as_attachment=True, filename=f"{name}.mp4", content_type="video/mp4"
+    )
 
 
 @require_GET

@@ -71,3 +71,44 @@ def bob(db):
 @pytest.fixture
 def admin_user(db):
     return make_user("boss", is_staff=True, is_superuser=True)
+
+
+# --- added for the gallery, curation and modes -------------------------------------------------
+
+
+def image_upload(fmt: str = "PNG", colour=(200, 30, 30), size=(64, 36), name: str = ""):
+    """An image file as a browser would upload it."""
+    import io
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format=fmt)
+    name = name or f"frame.{fmt.lower()}"
+    return SimpleUploadedFile(name, buffer.getvalue(), content_type=f"image/{fmt.lower()}")
+
+
+def make_finished(owner, **fields) -> Generation:
+    """A completed generation with a real (small, shared) video and poster in storage."""
+    from generations.management.commands.seed_gallery import (
+        POSTER_NAME,
+        VIDEO_NAME,
+        ensure_sample_files,
+    )
+
+    ensure_sample_files()
+    fields.setdefault("upstream_id", f"up-{Generation.objects.count() + 1}")
+    return make_generation(owner, state="completed", video=VIDEO_NAME, poster=POSTER_NAME, **fields)
+
+
+@pytest.fixture
+def official(settings):
+    settings.LUMA_API_DIALECT = "official"
+    CACHED_CLIENT.cache_clear()
+    yield
+    CACHED_CLIENT.cache_clear()
+
+
+# The browser tests' one studio stack and one Chromium, shared by every test_browser*.py.
+from tests.browser_support import browser, image_server, studio  # noqa: E402, F401

@@ -1,28 +1,179 @@
-// lumaweb's little JavaScript: live gallery updates and relative times. htmx does the rest.
+// lumaweb's little JavaScript: live gallery updates, the form's modes, hover play, relative
+// times, copying a prompt. htmx does the rest; every page works without this file.
 "use strict";
 
 (function () {
-  // The poller (#live) brings changed cards; put each in its place: replace the card it
-  // updates, or add a new one at the top. A card whose version did not change is left alone,
-  // so a playing video is not interrupted.
+  // --- live updates ---------------------------------------------------------------------------
+
+  // The poller (#live) brings changed cards and tombstones. A tombstone removes its card (it
+  // was deleted, hidden, or no longer fits this page's filters). A card replaces its old self
+  // when its version changed (so a playing video is not interrupted for nothing), or takes its
+  // place by creation time; a card older than what this page has loaded waits for "Load more".
   function placeCards(live) {
     const gallery = document.getElementById("gallery");
     const incoming = live.querySelector("template");
     if (!gallery || !incoming) return;
-    // Oldest first, so that new cards end up newest on top.
-    const cards = Array.from(incoming.content.querySelectorAll(".card")).reverse();
-    for (const template of cards) {
+    for (const gone of incoming.content.querySelectorAll("[data-gone]")) {
+      const card = document.getElementById(gone.dataset.gone);
+      if (card) card.remove();
+    }
+    for (const template of incoming.content.querySelectorAll(".card")) {
       // Imported, not moved: a <video> born in the template's inert document will not play.
       const card = document.importNode(template, true);
       const existing = document.getElementById(card.id);
       if (existing && existing.dataset.version === card.dataset.version) continue;
-      if (existing) existing.replaceWith(card);
-      else gallery.prepend(card);
+      if (existing) {
+        const focused = existing.contains(document.activeElement) ? document.activeElement : null;
+        carryOver(existing, card);
+        existing.replaceWith(card);
+        if (focused) refocus(focused, card);
+      } else if (!insertInOrder(gallery, card)) {
+        continue;
+      }
       htmx.process(card);
     }
     incoming.remove();
     updateTimes(gallery);
   }
+
+  // Someone may be using the card being replaced: keep its open menu, what they typed, focus.
+  function carryOver(existing, card) {
+    existing.querySelectorAll("details[open]").forEach(function (details, i) {
+      const twin = card.querySelectorAll("details")[i];
+      if (twin) twin.open = true;
+    });
+    for (const input of existing.querySelectorAll("input[id]")) {
+      const twin = card.querySelector("#" + CSS.escape(input.id));
+      if (twin && input.value !== input.defaultValue) twin.value = input.value;
+    }
+  }
+
+  function refocus(focused, card) {
+    let twin = focused.id ? card.querySelector("#" + CSS.escape(focused.id)) : null;
+    if (!twin && focused.tagName) {
+      const same = Array.from(card.querySelectorAll(focused.tagName));
+      const index = Array.from(focused.closest(".card").querySelectorAll(focused.tagName)).indexOf(focused);
+      twin = same[index] || null;
+    }
+    if (twin) twin.focus({ preventScroll: true });
+  }
+
+  function insertInOrder(gallery, card) {
+    const oldestFirst = gallery.dataset.order === "oldest";
+    const key = parseFloat(card.dataset.sort);
+    for (const other of gallery.querySelectorAll(":scope > .card")) {
+      const otherKey = parseFloat(other.dataset.sort);
+      if (oldestFirst ? otherKey > key : otherKey < key) {
+        other.before(card);
+        return true;
+      }
+    }
+    // Past the last card shown: only if there is nothing more to load.
+    if (document.getElementById("more")) return false;
+    gallery.append(card);
+    return true;
+  }
+
+  // --- the form: show what the chosen mode uses ------------------------------------------------
+
+  function applyMode(form) {
+    const select = form.querySelector("select[name=mode]");
+    if (!select) return;
+    const mode = select.value;
+    form.dataset.mode = mode;
+    for (const el of form.querySelectorAll("[data-modes]")) {
+      el.hidden = !el.dataset.modes.split(" ").includes(mode);
+    }
+    const button = form.querySelector("button[type=submit]");
+    if (button) button.textContent = mode === "extend" ? "Extend" : "Generate";
+    const model = form.querySelector("select[name=model_name]");
+    const rayOne = model && model.value === "ray-v1";
+    for (const name of ["duration", "resolution"]) {
+      const field = form.querySelector(`select[name=${name}]`);
+      if (field) field.disabled = rayOne;
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    const form = event.target.closest && event.target.closest("#generate-form");
+    if (form && (event.target.name === "mode" || event.target.name === "model_name")) {
+      applyMode(form);
+    }
+  });
+
+  // --- cards: play on hover, messages for refusals ----------------------------------------------
+
+  document.addEventListener("pointerenter", function (event) {
+    const video = event.target;
+    if (!(video instanceof HTMLVideoElement) || !video.closest(".card")) return;
+    if (video.paused) {
+      video.dataset.hoverPlay = "1";
+      video.play().catch(function () { delete video.dataset.hoverPlay; });
+    }
+  }, true);
+  document.addEventListener("pointerleave", function (event) {
+    const video = event.target;
+    if (video instanceof HTMLVideoElement && video.dataset.hoverPlay) {
+      delete video.dataset.hoverPlay;
+      video.pause();
+    }
+  }, true);
+  // A click means "keep playing" even after the pointer leaves.
+  document.addEventListener("click", function (event) {
+    if (event.target instanceof HTMLVideoElement) delete event.target.dataset.hoverPlay;
+  }, true);
+
+  function say(text, kind) {
+    const box = document.getElementById("messages");
+    if (!box) return;
+    const message = document.createElement("p");
+    message.className = "message " + (kind || "error");
+    message.textContent = text;
+    box.replaceChildren(message);
+  }
+
+  document.addEventListener("htmx:responseError", function (event) {
+    const xhr = event.detail.xhr;
+    const plain = (xhr.getResponseHeader("Content-Type") || "").startsWith("text/plain");
+    if (xhr.status === 403) say("Not allowed: only its owner or staff may do that.");
+    else if (xhr.status === 404) say("This video is no longer there.");
+    else if (plain && xhr.responseText) say(xhr.responseText);
+    else say("Something went wrong; try again.");
+  });
+  document.addEventListener("htmx:sendError", function () {
+    say("The studio could not be reached; check the connection and try again.");
+  });
+
+  // --- copy a prompt ---------------------------------------------------------------------------
+
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button) return;
+    const source = document.querySelector(button.dataset.copy);
+    if (!source) return;
+    const text = source.innerText;
+    const done = function () {
+      button.textContent = "Copied";
+      say("Prompt copied.", "success");
+      setTimeout(function () { button.textContent = "Copy prompt"; }, 2000);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { selectText(source); });
+    } else {
+      selectText(source);
+    }
+  });
+
+  function selectText(element) {
+    const range = document.createRange();
+    range.selectNodeContents(element);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    say("Press Ctrl+C (⌘C) to copy the selected prompt.", "info");
+  }
+
+  // --- relative times --------------------------------------------------------------------------
 
   const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
   const units = [
@@ -46,8 +197,17 @@
   }
 
   htmx.onLoad(function (element) {
-    if (element.id === "live") placeCards(element);
-    else updateTimes(element);
+    if (element.id === "live") { placeCards(element); return; }
+    if (element.classList && element.classList.contains("card")) {
+      // A card can come twice: the live poll may bring a new one before the answer to the
+      // form that made it. Keep one, the one just swapped in.
+      for (const twin of document.querySelectorAll(`[id="${element.id}"]`)) {
+        if (twin !== element) twin.remove();
+      }
+    }
+    const form = element.id === "generate-form" ? element : element.querySelector && element.querySelector("#generate-form");
+    if (form) applyMode(form);
+    updateTimes(element);
   });
   document.addEventListener("DOMContentLoaded", function () {
     updateTimes(document);
