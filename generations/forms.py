@@ -166,6 +166,7 @@ class GenerateForm(forms.ModelForm):
         recent: QuerySet[Generation] = (
             Generation.objects.visible_to(self.user)
             .completed_sources()
+            .select_related("owner")
             .order_by("-created_at", "-id")
         )
         sources = list(recent[:SOURCE_CHOICES])

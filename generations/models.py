@@ -94,6 +94,15 @@ class GenerationQuerySet(models.QuerySet):
     def changed_since(self, cursor) -> GenerationQuerySet:
         return self.filter(updated_at__gt=cursor)
 
+    def mark_queue_positions(self, generations: list[Generation]) -> None:
+        """Set `queue_position` (1 = next to go) on the waiting ones among `generations`:
+        a handful of queries, and none when nothing shown is waiting."""
+        if not any(generation.state == State.WAITING for generation in generations):
+            return
+        line = {g.pk: n for n, g in enumerate(Generation.objects.next_in_line(1000), start=1)}
+        for generation in generations:
+            generation.queue_position = line.get(generation.pk)
+
     def postpone_polls(self, generations: list[Generation]) -> None:
         """Polled, and nothing changed: set each one's next poll in one statement per 500.
         updated_at stays, so open galleries are not told of a change that is not one."""
@@ -111,15 +120,14 @@ class GenerationQuerySet(models.QuerySet):
         goes first, then whoever was served longest ago, then the oldest request."""
         waiting = list(self.filter(state=State.WAITING).order_by("created_at", "id")[:1000])
         owners = {generation.owner_id for generation in waiting}
-        mine = Generation.objects.filter(owner__in=owners).values("owner")
-        busy = dict(
-            mine.filter(state__in=UPSTREAM).annotate(n=Count("id")).values_list("owner", "n")
+        per_owner = list(
+            Generation.objects.filter(owner__in=owners)
+            .order_by()
+            .values("owner")
+            .annotate(busy=Count("id", filter=Q(state__in=UPSTREAM)), served=Max("submitted_at"))
         )
-        served = dict(
-            mine.exclude(submitted_at=None)
-            .annotate(at=Max("submitted_at"))
-            .values_list("owner", "at")
-        )
+        busy = {row["owner"]: row["busy"] for row in per_owner}
+        served = {row["owner"]: row["served"] for row in per_owner}
         never = datetime.min.replace(tzinfo=UTC)
         turns: dict[int, int] = {}
         ranked = []
@@ -261,6 +269,8 @@ class Generation(models.Model):
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="gen_newest"),
             models.Index(fields=["owner", "-created_at", "-id"], name="gen_owner_newest"),
+            # The finished videos a new one can start from, newest first, without a sort.
+            models.Index(fields=["state", "-created_at", "-id"], name="gen_state_newest"),
             models.Index(fields=["state", "next_poll_at"], name="gen_due"),
         ]
 

@@ -66,6 +66,10 @@ def enqueue_store(generation: Generation) -> None:
     async_task(store_video, generation.pk, task_name=f"store {generation.code}")
 
 
+def enqueue_restore(generation: Generation) -> None:
+    async_task(restore_video, generation.pk, task_name=f"restore {generation.code}")
+
+
 def enqueue_refresh(generation: Generation) -> None:
     async_task(refresh_generation, generation.pk, task_name=f"refresh {generation.code}")
 
@@ -131,7 +135,11 @@ def dispatch() -> int:
         moved = [g for g in Generation.objects.next_in_line(free) if g.mark_submitting()]
     finally:
         Lease.release(DISPATCH_LEASE, holder)
-    Generation.objects.filter(pk__in=[g.pk for g in moved]).update(next_poll_at=timezone.now())
+    now = timezone.now()
+    Generation.objects.filter(pk__in=[g.pk for g in moved]).update(next_poll_at=now)
+    if moved:
+        # Everyone still waiting moved up the line: open galleries show the new places.
+        Generation.objects.filter(state=State.WAITING).update(updated_at=now)
     return len(moved)
 
 

@@ -143,6 +143,7 @@ def _gallery_context(request: HttpRequest, filters: GalleryFilterForm) -> dict[s
         queryset = queryset.page_after(*after, oldest_first=filters.oldest_first)
     rows = list(queryset[: PAGE_SIZE + 1])
     page, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
+    Generation.objects.mark_queue_positions(page)
     query = filters.querystring()
     return {
         **_studio(),
@@ -263,6 +264,9 @@ def updates(request: HttpRequest) -> HttpResponse:
     cursor = _parse_cursor(request.GET.get("since", ""))
     if cursor is None:
         return HttpResponse("Give `since` as an ISO timestamp with a time zone.", status=400)
+    # The common answer first, and cheaply: most polls find nothing new.
+    if not Generation.objects.changed_since(cursor).exists():
+        return HttpResponse(status=204)
     changed = list(
         Generation.objects.changed_since(cursor)
         .with_stars(request.user)
@@ -279,6 +283,7 @@ def updates(request: HttpRequest) -> HttpResponse:
     )
     for generation in changed:
         generation.shown = generation.pk in shown
+    Generation.objects.mark_queue_positions(changed)
     newest = max(generation.updated_at for generation in changed)
     # Never move past "now - lag", never backwards.
     next_cursor = max(cursor, min(newest, timezone.now() - CURSOR_LAG))
@@ -433,6 +438,10 @@ def video(request: HttpRequest, code) -> HttpResponseBase:
     generation = _get_generation(request, code)
     if not generation.video:
         raise Http404("This video is not ready.")
+    if not default_storage.exists(generation.video.name):
+        # Our copy went missing: fetch it again while the upstream's link still works.
+        tasks.enqueue_restore(generation)
+        raise Http404("This video's file is missing; it is being fetched again.")
     return _serve_file(request, generation.video.name, "video/mp4")
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from generations.models import Generation, Star, State
 from generations.views import PAGE_SIZE
-from tests.conftest import login, make_generation
+from tests.conftest import login, make_finished, make_generation
 
 pytestmark = pytest.mark.django_db
 
@@ -193,6 +193,24 @@ def test_it_costs_the_same_queries_for_any_gallery_size(alice, bob, django_asser
     assert count({}) == small_page
     assert count({"show": "starred", "q": "clip"}) == small_more
     assert small_page <= 6
+
+
+def test_the_videos_offered_to_extend_cost_no_query_each(alice, bob, admin_user):
+    client = login(alice)
+    client.get(reverse("gallery"))  # warm the session cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(reverse("gallery")).status_code == 200
+        return len(queries)
+
+    make_finished(alice, prompt="Alice's finished clip")
+    few = count()
+    for n in range(12):
+        make_finished([alice, bob, admin_user][n % 3], prompt=f"Finished clip {n}")
+    assert count() == few <= 6
 
 
 def test_it_sends_live_changes_that_fit_the_filter_and_tombstones_the_rest(alice, bob):

@@ -429,3 +429,42 @@ def test_a_callback_with_a_wrong_token_is_refused(alice, client):
     good = f"/callbacks/luma/{generation.code}/{generation.callback_token()}/"
     assert client.post(good, data="{}", content_type="application/json").status_code == 200
     assert client.get(good).status_code == 405
+
+
+def test_waiting_cards_show_their_place_in_line_and_move_up(alice, bob, emulator, settings):
+    from django.urls import reverse
+
+    from tests.conftest import login
+
+    settings.LUMA_MAX_CONCURRENT = 1
+    first = make_generation(alice, prompt="Alice goes first", **video())
+    tasks.submit_generation(first.pk)
+    mine = make_generation(alice, prompt="Alice again", **video())
+    theirs = make_generation(bob, prompt="Bob's turn", **video())
+    html = login(bob).get(reverse("gallery")).content.decode()
+    # Bob has nothing upstream: he goes before Alice's second.
+    assert "1st in line" in html and "2nd in line" in html
+    assert html.index("Alice again") > html.index("2nd in line") > html.index("Bob&#x27;s turn")
+    before = reload(mine).updated_at
+    Generation.objects.filter(pk=first.pk).update(state=State.FAILED)
+    tasks.dispatch()
+    assert reload(theirs).state == State.SUBMITTING
+    assert reload(mine).updated_at > before  # open galleries hear it moved up
+    assert "1st in line" in login(bob).get(reverse("gallery")).content.decode()
+
+
+def test_playing_a_video_whose_file_went_missing_fetches_it_again(alice, emulator, clock, broker):
+    from django.urls import reverse
+
+    from tests.conftest import login
+
+    generation = make_generation(alice, **video())
+    tasks.submit_generation(generation.pk)
+    generation = finish(generation, clock)
+    default_storage.delete(generation.video.name)
+    broker.purge_queue()
+    response = login(alice).get(reverse("video", args=[generation.code]))
+    assert response.status_code == 404
+    assert broker.queue_size() == 1
+    assert tasks.restore_video(generation.pk) == "restored"
+    assert login(alice).get(reverse("video", args=[generation.code])).status_code == 200
