@@ -81,7 +81,8 @@ def kick_poller() -> None:
 def start_polling_after_spawn(**kwargs) -> None:
     """A worker (re)started: make sure a poller runs now, not at the next schedule. Workers
     spawn together, so one kick per cluster start is enough."""
-    if Lease.acquire("poller-kick", uuid.uuid4().hex, 30):
+    # The workers of one cluster spawn within a second; a restart soon after must kick again.
+    if Lease.acquire("poller-kick", uuid.uuid4().hex, 3):
         async_task(
             poll_luma, wait_for_lease=POLLER_LEASE_SECONDS + 1, task_name="poll luma after start"
         )

@@ -330,3 +330,10 @@ def test_a_cluster_start_kicks_the_poller_once(db, broker):
     tasks.start_polling_after_spawn(proc_name="Process-1")
     tasks.start_polling_after_spawn(proc_name="Process-2")
     assert broker.queue_size() == 1
+
+
+def test_a_cluster_restarted_soon_after_kicks_the_poller_again(db, broker):
+    tasks.start_polling_after_spawn(proc_name="Process-1")
+    Lease.objects.filter(name="poller-kick").update(expires_at=timezone.now())
+    tasks.start_polling_after_spawn(proc_name="Process-1")
+    assert broker.queue_size() == 2
