@@ -107,10 +107,6 @@ def main() -> None:
     poll_times = timed(client, nothing, **htmx)
     poll_response, poll_queries = counted(client, nothing, **htmx)
     assert poll_response.status_code == 204, poll_response.status_code
-    proposed = nothing.replace("/updates/", "/_bench/updates-exists-first/")
-    proposed_times = timed(client, proposed, **htmx)
-    proposed_response, proposed_queries = counted(client, proposed, **htmx)
-    assert proposed_response.status_code == 204, proposed_response.status_code
 
     started = time.perf_counter()
     added = seed(LARGE, OWNERS)
@@ -183,16 +179,6 @@ def main() -> None:
         ms_at_10000=round(median(poll_times_large) * 1000, 2),
         goal="<= 2 queries, empty 204, <= 1.5 x trivial",
         met=len(poll_queries) <= 2 and not poll_response.content and poll <= 1.5 * floor,
-        **common,
-    )
-    figure(
-        "updates_204_exists_first_ms",
-        round(median(proposed_times) * 1000, 2),
-        "ms",
-        queries=len(proposed_queries),
-        x_trivial=round(median(proposed_times) / floor, 2),
-        note="what-if, not the app: the proposed updates() that asks exists() first"
-        " (bench/bench_urls.py)",
         **common,
     )
     figure(

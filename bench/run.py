@@ -37,91 +37,47 @@ SCRIPTS = [
 # Goals of figures whose script does not state them itself.
 GOALS = {"emulator_render_720p": ("< 1.5 s", lambda value: value < 1.5)}
 # What a missed goal would take: written under the figure in BENCHMARKS.md when it misses.
+# Every goal is met on a quiet machine; these say what moves a figure when the machine is busy.
 EXPLANATIONS = {
-    "gallery_page_queries": (
-        "An N+1 query in the compose form, not in the gallery: "
-        "`GenerateForm.source_choices()` (generations/forms.py) lists the 50 newest finished "
-        "videos for the Extend/Interpolate selects and labels each with "
-        '`source.owner.get_username()`, without `select_related("owner")`: one user query '
-        "per video, 50 of the page's queries (the count is equal at both sizes only because "
-        "both galleries have 50 finished videos). Fix: `recent = Generation.objects."
-        'visible_to(self.user).completed_sources().select_related("owner").order_by(...)`. '
-        "Measured on this gallery with that one change patched in: 54 -> 4 queries and the page "
-        "~28 -> ~22 ms. That query also sorts every finished row (SQLite plan: `SEARCH USING "
-        "INDEX gen_due (state=?)` + `USE TEMP B-TREE FOR ORDER BY`): cheap at 10,000 (~3 ms) but "
-        "it grows with the gallery; an index on (state, -created_at, -id) makes it a LIMIT walk."
-    ),
     "gallery_page_ratio_10k_100": (
-        "Every query of the page is a keyset/LIMIT walk except the compose form's list of "
-        "finished videos (see the query count): it sorts all finished rows. Index "
-        "(state, -created_at, -id) on Generation, or rely on gen_newest with a state filter."
+        "Every query of the page walks an index with a LIMIT (gen_newest, gen_state_newest, "
+        "gen_owner_newest): a miss means the planner lacks statistics (PostgreSQL right after a "
+        "bulk insert, before ANALYZE) or the machine was busy; run it again quietly."
+    ),
+    "gallery_page_queries": (
+        "The page is session + user + page of cards (stars and owners joined) + the compose "
+        "form's list of finished videos + the queue's places (only when a shown card waits)."
     ),
     "updates_204_ms": (
-        "The two queries are right (the user, then the changes), but `updates()` "
-        "(generations/views.py) builds the full card queryset (`with_stars()`: an Exists and a "
-        "counted Subquery, plus select_related) before knowing whether anything changed, and "
-        "compiling it costs ~1 ms of Python per poll. Fix: answer the 204 from "
-        "`Generation.objects.changed_since(cursor).exists()` first and build the card query "
-        "only when it is true. `updates_204_exists_first_ms` measures exactly that change "
-        "(bench/bench_urls.py): ~0.45 ms, about 1.5x the trivial view, same 2 queries. To be "
-        "clearly under 1.5x, keep the newest `updated_at` in the cache (set wherever "
-        "`updated_at` is bumped: `Generation._transition/_curate/touch`) and compare the "
-        "cursor to it, which makes the 204 cost the user query only."
+        "The 204 is the user query plus one prepared `SELECT 1 ... LIMIT 1` on the updated_at "
+        "index (Generation.objects.anything_changed_since): ~0.07 ms over the trivial view. A "
+        "miss is noise on a busy machine; to go lower still, keep the newest change time in "
+        "Redis where REDIS_URL is set and answer from it."
     ),
-    "updates_204_exists_first_ms": "",
-    "poller_sweep_router_s": (
-        "Three things stack up over the ideal (20 batch requests x 50 ms / 8 threads = "
-        "0.125 s). (1) 20 batches over 8 threads are 3 rounds: 0.15 s at best. (2) The "
-        "emulator is one Python process: each batch of 50 costs it ~20 ms of its own CPU "
-        "besides the 50 ms of added latency (upstream_answer_ms, one at a time), and "
-        "concurrent batches queue for that CPU, so fetch_s is ~0.3 s; a real router does that "
-        "work in parallel. (3) The 1,000 answers are applied one by one after every fetch is "
-        "done (apply_s: one UPDATE each, ~0.15 s on SQLite). What it would take, in "
-        "generations/tasks.py: in `_fetch_all()`, send all the batches of a sweep at once (a "
-        "pool of `ceil(N / POLL_BATCH)`, capped at ~20: reads are not rate limited, the "
-        "limits concern creates); in `sweep()`, apply each batch as it arrives "
-        "(`as_completed`) so the DB work overlaps the waits; and write the rows whose state "
-        "did not change with one UPDATE per distinct delay "
-        "(`filter(pk__in=..., state=...).update(next_poll_at=..., poll_errors=0)`) instead of "
-        "`Generation.apply_upstream()` per row. That brings a sweep near 0.05 s + one bulk "
-        "UPDATE against a parallel upstream; against this emulator the floor stays its "
-        "serial CPU (~0.3 s). The batched sweep is already ~15x faster than the official one."
+    "poller_sweep_official_c8_s": (
+        "One GET a generation is all the official API offers, so a sweep is bound by "
+        "N x latency / concurrency plus the emulator's own CPU per request, which shares the "
+        "2 cores with the sweep; on a busy machine that shows."
     ),
-    "poller_sweep_official_s": (
-        "One GET per generation is what the official API offers, so the sweep is bound by "
-        "1,000 x 50 ms / 8 plus the emulator's own work per request, which the other work on "
-        "this shared machine slows (on a quiet machine it measured 1.09-1.19 x ideal; compare "
-        "the load averages above). Raise POLL_CONCURRENCY in generations/tasks.py for the "
-        "official dialect (16: reads are not rate limited) and apply answers as they arrive "
-        "(see the router's figure); long generations are already polled less often "
-        "(Generation.poll_delay)."
+    "poller_sweep_official_c16_s": (
+        "At 16 requests at once the single-process emulator's CPU (a few ms a request) and the "
+        "sweep's own threads share 2 cores, so the ratio to the (halved) ideal grows while the "
+        "sweep gets faster in absolute terms; against a real upstream, whose latency dominates, "
+        "more concurrency pays. LUMA_POLL_CONCURRENCY sets it (default 8)."
     ),
     "readers_p99_ms": (
-        "The tail is the full page loads (page_p99_ms) and whatever else the 2 shared cores "
-        "ran at that moment (the load generator, gunicorn and other work share them; on a "
-        "quieter machine p99 measured 37-51 ms, updates p50 ~5 ms). What the app can do: "
-        "take the compose form's N+1 (~50 queries, ~6 ms) off every page load, and the ~1 ms "
-        "of query building off every 204 poll (both above)."
+        "The tail is the full page loads and whatever else the 2 shared cores ran at that "
+        "moment (load generator, gunicorn and other work share them)."
     ),
     "readers_errors": (
-        "Seen once in a trial run: 4 polls of 1,456 failed with ECONNRESET / 'Server "
-        "disconnected', the race of a poll with gunicorn closing its idle keep-alive connection: "
-        "gunicorn's keep-alive is 2 s (its default; `manage.py studio` sets none), exactly "
-        "GALLERY_POLL_MS. The reader now sends such a request again once, as browsers do "
-        "(keepalive_resets_retried counts them); an error here failed twice. Fix: "
-        "`--keep-alive 5` (above GALLERY_POLL_MS) in generations/management/commands/studio.py, "
-        "so open galleries keep their connection instead of racing its close."
+        "Errors here would be connections reset by the server: gunicorn's keep-alive (10 s in "
+        "manage.py studio) is above the poll interval, so open galleries keep their connection."
     ),
     "e2e_overhead_s": (
-        "Per run it ranges 1.4-4 s: the two poll intervals land anywhere. The breakdown says "
-        "where it goes: queued_to_dreaming and dreaming_to_storing are the "
-        "emulator's dream time plus the poll granularity (LUMA_POLL_SECONDS=2, then the "
-        "poller's sleep); completed_to_visible is the gallery's poll (GALLERY_POLL_MS=2000, "
-        "1 s on average). The in-process emulator renders the video in the poller's read that "
-        "first sees it dreaming, which delays that sweep by the render's CPU time. What it "
-        "would take to be under 3 s at every run: poll a generation close to its expected end "
-        "more often, or (better) let callbacks do it (SITE_URL set: a refresh at once); and "
-        "the gallery's interval is the other ~1 s on average (GALLERY_POLL_MS)."
+        "The overhead is two poll waits, ~1 s each on average: the poller learns of completion "
+        "at its next due poll (LUMA_POLL_SECONDS=2) and the page at its next poll "
+        "(GALLERY_POLL_MS=2000); plus the in-process emulator's render in the poller's read. "
+        "Callbacks (SITE_URL set) remove the first wait."
     ),
     "emulator_render_720p": (
         "libx264 encode plus the numpy frame synthesis; see luma_emulator/render.py."
@@ -129,21 +85,12 @@ EXPLANATIONS = {
 }
 
 NOTES = [
-    "gunicorn's keep-alive is 2 s (its default; `manage.py studio` sets none), the same as "
-    "GALLERY_POLL_MS: an open gallery's poll can meet the close of its idle connection "
-    "(`keepalive_resets_retried`), and connections are reopened all day. `--keep-alive 5` in "
-    "generations/management/commands/studio.py keeps them.",
-    "The compose form's list of finished videos (GenerateForm.source_choices) sorts every "
-    "finished row (SQLite: TEMP B-TREE FOR ORDER BY): ~3 ms at 10,000, linear in the "
-    "gallery. An index on Generation (state, -created_at, -id) makes it a LIMIT walk.",
     "On PostgreSQL, a table just grown by a bulk insert keeps the planner's old statistics "
     "until autovacuum analyzes it: measured before ANALYZE, the gallery's first page at 10,000 "
     "was a sequential scan and a sort of every row (16 ms instead of 0.1 ms; ratio 1.45). The "
     "seeder runs ANALYZE, as autovacuum soon would; a bulk import into a live studio should too.",
-    "The e2e breakdown: the poller only learns of completion at its next due poll "
-    "(LUMA_POLL_SECONDS=2, 2.5x that after 2 minutes), and the page at its next poll "
-    "(GALLERY_POLL_MS=2000): on average ~1 s each of the overhead. Callbacks (SITE_URL set) "
-    "remove the first.",
+    "The router's batch endpoint (POST /luma/tasks, 50 ids a request) makes a sweep over 1,000 "
+    "generations 20 requests: far below the one-request-a-generation ideal.",
 ]
 
 

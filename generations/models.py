@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
@@ -90,6 +90,16 @@ class GenerationQuerySet(models.QuerySet):
         return self.filter(
             Q(claimed_until__isnull=True) | Q(claimed_until__lt=now or timezone.now())
         )
+
+    def anything_changed_since(self, cursor) -> bool:
+        """`changed_since(cursor).exists()` for the hottest path there is (every open gallery
+        asks every couple of seconds), as one prepared statement: it spares the ORM's
+        compilation, most of the cost of an answer that is almost always "no"."""
+        table = connection.ops.quote_name(Generation._meta.db_table)
+        value = connection.ops.adapt_datetimefield_value(cursor)
+        with connection.cursor() as sql:
+            sql.execute(f"SELECT 1 FROM {table} WHERE updated_at > %s LIMIT 1", [value])  # noqa: S608
+            return sql.fetchone() is not None
 
     def changed_since(self, cursor) -> GenerationQuerySet:
         return self.filter(updated_at__gt=cursor)

@@ -265,7 +265,7 @@ def updates(request: HttpRequest) -> HttpResponse:
     if cursor is None:
         return HttpResponse("Give `since` as an ISO timestamp with a time zone.", status=400)
     # The common answer first, and cheaply: most polls find nothing new.
-    if not Generation.objects.changed_since(cursor).exists():
+    if not Generation.objects.anything_changed_since(cursor):
         return HttpResponse(status=204)
     changed = list(
         Generation.objects.changed_since(cursor)

@@ -218,3 +218,13 @@ def test_it_404s_an_unknown_generation(alice):
         reverse("generation", args=["00000000-0000-0000-0000-000000000000"])
     )
     assert response.status_code == 404
+
+
+def test_it_tells_a_change_from_none_to_the_microsecond_in_any_time_zone(alice):
+    from zoneinfo import ZoneInfo
+
+    generation = make_generation(alice)
+    stamp = generation.updated_at
+    for cursor in (stamp, stamp.astimezone(ZoneInfo("Asia/Tokyo"))):
+        assert Generation.objects.anything_changed_since(cursor - timedelta(microseconds=1))
+        assert not Generation.objects.anything_changed_since(cursor)
