@@ -31,7 +31,7 @@ bench: $(VENV)/.dev
 
 # SOAK_N generations (default 200) through a faulty emulator, the worker killed along the way.
 soak: $(VENV)/.runtime
-	$(PY) bin/soak.py
+	$(PY) bench/soak.py
 
 $(VENV)/bin/python:
 	@interpreter=$$(bin/find-python) || exit 1; \
