@@ -9,7 +9,13 @@ from django.core.validators import URLValidator
 from django.db.models import QuerySet
 
 from generations import frames
-from generations.models import MODEL_CHOICES, Generation, GenerationQuerySet, Mode
+from generations.models import (
+    MODEL_CHOICES,
+    SETTINGS_FIELDS,
+    Generation,
+    GenerationQuerySet,
+    Mode,
+)
 
 PROMPT_MIN, PROMPT_MAX = 3, 5000
 WEB_URL = URLValidator(
@@ -45,6 +51,28 @@ def uploads_possible() -> bool:
     return bool(settings.SITE_URL or not settings.LUMA_API_KEY)
 
 
+def frame_upload(label: str) -> forms.FileField:
+    """An image file for a keyframe (checked by decoding it, in clean)."""
+    return forms.FileField(
+        label=label,
+        required=False,
+        widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
+    )
+
+
+def frame_url(label: str, placeholder: str) -> forms.URLField:
+    """An image's web address for a keyframe."""
+    return forms.URLField(
+        label=label,
+        required=False,
+        max_length=2000,
+        assume_scheme="https",
+        validators=[WEB_URL],
+        error_messages={"invalid": "Give the image's web address (http or https)."},
+        widget=forms.URLInput(attrs={"placeholder": placeholder}),
+    )
+
+
 UPLOADS_NEED_SITE_URL = (
     "Uploaded images need SITE_URL (the public address of this studio, where Luma fetches "
     "them): paste the image's URL instead, or ask an administrator to set SITE_URL."
@@ -67,34 +95,10 @@ class GenerateForm(forms.ModelForm):
             "max_length": f"Keep the prompt under {PROMPT_MAX} characters.",
         },
     )
-    first_frame = forms.FileField(
-        label="First frame",
-        required=False,
-        widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
-    )
-    image_url = forms.URLField(
-        label="First frame URL",
-        required=False,
-        max_length=2000,
-        assume_scheme="https",
-        validators=[WEB_URL],
-        error_messages={"invalid": "Give the image's web address (http or https)."},
-        widget=forms.URLInput(attrs={"placeholder": "https://example.com/first.jpg"}),
-    )
-    last_frame = forms.FileField(
-        label="Last frame",
-        required=False,
-        widget=forms.FileInput(attrs={"accept": "image/jpeg,image/png,image/webp"}),
-    )
-    image_end_url = forms.URLField(
-        label="Last frame URL",
-        required=False,
-        max_length=2000,
-        assume_scheme="https",
-        validators=[WEB_URL],
-        error_messages={"invalid": "Give the image's web address (http or https)."},
-        widget=forms.URLInput(attrs={"placeholder": "https://example.com/last.jpg"}),
-    )
+    first_frame = frame_upload("First frame")
+    image_url = frame_url("First frame URL", "https://example.com/first.jpg")
+    last_frame = frame_upload("Last frame")
+    image_end_url = frame_url("Last frame URL", "https://example.com/last.jpg")
     # A frame we already store (a remix's, or a video's last frame): its file name.
     first_frame_ref = forms.CharField(required=False, widget=forms.HiddenInput)
     last_frame_ref = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -103,15 +107,7 @@ class GenerateForm(forms.ModelForm):
 
     class Meta:
         model = Generation
-        fields = [
-            "prompt",
-            "model_name",
-            "duration",
-            "resolution",
-            "aspect_ratio",
-            "loop",
-            "expand_prompt",
-        ]
+        fields = list(SETTINGS_FIELDS)
         labels = {
             "model_name": "Model",
             "duration": "Duration",

@@ -72,6 +72,19 @@ ASPECT_RATIO_CHOICES = [
 DURATION_CHOICES = [("5", "5 seconds"), ("9", "9 seconds")]
 RESOLUTION_CHOICES = [("540p", "540p"), ("720p", "720p"), ("1080p", "1080p")]
 
+# What a person chooses for a video: the form shows them, Remix refills them, Retry copies them.
+SETTINGS_FIELDS = (
+    "prompt",
+    "model_name",
+    "duration",
+    "resolution",
+    "aspect_ratio",
+    "loop",
+    "expand_prompt",
+)
+# Keyframes given as addresses (uploads and generations are kept as files and links).
+FRAME_URL_FIELDS = ("image_url", "image_end_url")
+
 # A generation reported "completed" without a video link is asked again this many times.
 MISSING_VIDEO_POLLS = 5
 
@@ -356,19 +369,10 @@ class Generation(models.Model):
     def as_remix_initial(self) -> dict[str, Any]:
         """The form's initial values for "Remix": the same settings, ready to change."""
         initial: dict[str, Any] = {
-            "mode": self.mode,
-            "prompt": self.prompt,
-            "model_name": self.model_name,
-            "duration": self.duration,
-            "resolution": self.resolution,
-            "aspect_ratio": self.aspect_ratio,
-            "loop": self.loop,
-            "expand_prompt": self.expand_prompt,
-            "image_url": self.image_url,
-            "image_end_url": self.image_end_url,
-            "first_frame_ref": self.first_frame.name.removeprefix("frames/"),
-            "last_frame_ref": self.last_frame.name.removeprefix("frames/"),
+            name: getattr(self, name) for name in ("mode", *SETTINGS_FIELDS, *FRAME_URL_FIELDS)
         }
+        initial["first_frame_ref"] = self.first_frame.name.removeprefix("frames/")
+        initial["last_frame_ref"] = self.last_frame.name.removeprefix("frames/")
         if self.parent_id:
             initial["parent"] = self.parent.code if self.parent else ""
         if self.end_parent_id:
@@ -380,15 +384,8 @@ class Generation(models.Model):
         fields = [
             "title",
             "mode",
-            "prompt",
-            "model_name",
-            "duration",
-            "resolution",
-            "aspect_ratio",
-            "loop",
-            "expand_prompt",
-            "image_url",
-            "image_end_url",
+            *SETTINGS_FIELDS,
+            *FRAME_URL_FIELDS,
             "first_frame",
             "last_frame",
             "parent_id",
