@@ -655,6 +655,10 @@ class Lease(models.Model):
         return bool(won)
 
     @classmethod
+    def is_held(cls, name: str) -> bool:
+        return cls.objects.filter(name=name, expires_at__gt=timezone.now()).exists()
+
+    @classmethod
     def renew(cls, name: str, holder: str, seconds: float) -> bool:
         expires = timezone.now() + timedelta(seconds=seconds)
         return bool(cls.objects.filter(name=name, holder=holder).update(expires_at=expires))

@@ -75,7 +75,9 @@ def enqueue_refresh(generation: Generation) -> None:
 
 
 def kick_poller() -> None:
-    async_task(poll_luma, task_name="poll luma")
+    """Start a poller unless one is running (it sees new work within a second anyway)."""
+    if not Lease.is_held(POLLER_LEASE):
+        async_task(poll_luma, task_name="poll luma")
 
 
 def start_polling_after_spawn(**kwargs) -> None:
@@ -126,6 +128,9 @@ def dispatch() -> int:
     Under a short lease, so two dispatchers cannot both count the same free slot. It only
     changes states; the HTTP calls happen after, outside the lease.
     """
+    # Every sweep asks: answer the common "nobody waits" without taking the lease.
+    if not Generation.objects.filter(state=State.WAITING).exists():
+        return 0
     holder = uuid.uuid4().hex
     if not Lease.acquire(DISPATCH_LEASE, holder, 30):
         return 0

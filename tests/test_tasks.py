@@ -337,3 +337,10 @@ def test_a_cluster_restarted_soon_after_kicks_the_poller_again(db, broker):
     Lease.objects.filter(name="poller-kick").update(expires_at=timezone.now())
     tasks.start_polling_after_spawn(proc_name="Process-1")
     assert broker.queue_size() == 2
+
+
+def test_a_submit_does_not_queue_a_poller_while_one_is_running(alice, emulator, broker):
+    assert Lease.acquire(tasks.POLLER_LEASE, "running-poller", 60)
+    generation = make_generation(alice)
+    assert tasks.submit_generation(generation.pk).startswith("submitted as ")
+    assert broker.queue_size() == 0
