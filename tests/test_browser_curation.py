@@ -97,3 +97,35 @@ def test_it_lets_a_team_curate_and_refuses_what_is_not_theirs(browser, studio):
     expect(card(bob, "lantern festival")).to_have_count(0, timeout=10_000)
     expect(card(alice, "lantern festival")).to_have_count(0, timeout=10_000)
     assert alice.evaluate("window.__noReload") and bob.evaluate("window.__noReload")
+
+
+def test_a_live_update_does_not_swallow_an_action_on_its_way(browser, studio):
+    from playwright.sync_api import expect
+
+    alice = log_in(browser, studio, "alice")
+    bob = log_in(browser, studio, "bob")
+    prompt = "Race: a kite over the dunes"
+    alice.get_by_label("Prompt", exact=True).fill(prompt)
+    alice.get_by_label("Resolution").select_option("540p")
+    alice.get_by_role("button", name="Generate").click()
+    expect(card(bob, prompt)).to_have_count(1, timeout=15_000)
+
+    # Alice's rename is held on its way while Bob's star changes the same card.
+    held = []
+    alice.route("**/rename/", lambda route: held.append(route))
+    mine = card(alice, prompt)
+    mine.locator("summary").click()
+    mine.get_by_label("Title").fill("Kite")
+    mine.get_by_role("button", name="Rename").click()
+    alice.wait_for_timeout(200)
+    assert len(held) == 1
+    card(bob, prompt).get_by_role("button", name="Star", exact=True).click()
+    expect(card(bob, prompt).get_by_role("button", name="Unstar")).to_be_visible()
+    # The star reaches Alice's page through a live update while her rename is still pending.
+    with alice.expect_response(lambda r: "/updates/" in r.url and r.status == 200):
+        pass
+    held[0].continue_()
+
+    expect(alice.locator("#messages")).to_have_text("Renamed to “Kite”.")
+    expect(mine.locator(".title")).to_have_text("Kite")
+    expect(mine.locator(".count")).to_have_text("1")

@@ -22,18 +22,43 @@
       const card = document.importNode(template, true);
       const existing = document.getElementById(card.id);
       if (existing && existing.dataset.version === card.dataset.version) continue;
-      if (existing) {
-        const focused = existing.contains(document.activeElement) ? document.activeElement : null;
-        carryOver(existing, card);
-        existing.replaceWith(card);
-        if (focused) refocus(focused, card);
-      } else if (!insertInOrder(gallery, card)) {
-        continue;
+      if (existing && busy(existing)) {
+        // Replacing it now would abort its request (a rename, a star) and lose the answer.
+        deferred.set(card.id, card);
+        setTimeout(placeDeferred, 250);
+      } else if (existing) {
+        swapIn(existing, card);
+      } else if (insertInOrder(gallery, card)) {
+        htmx.process(card);
       }
-      htmx.process(card);
     }
     incoming.remove();
     updateTimes(gallery);
+  }
+
+  // Cards that changed while their own action was on its way: placed once it is done, if the
+  // action's answer did not already bring the same or a newer version.
+  const deferred = new Map();
+  const busy = (card) => card.matches(".htmx-request") || card.querySelector(".htmx-request");
+
+  function placeDeferred() {
+    for (const [id, card] of deferred) {
+      const current = document.getElementById(id);
+      if (current && busy(current)) continue;
+      deferred.delete(id);
+      if (current && Number(card.dataset.version) > Number(current.dataset.version)) {
+        swapIn(current, card);
+      }
+    }
+    if (deferred.size) setTimeout(placeDeferred, 250);
+  }
+
+  function swapIn(existing, card) {
+    const focused = existing.contains(document.activeElement) ? document.activeElement : null;
+    carryOver(existing, card);
+    existing.replaceWith(card);
+    if (focused) refocus(focused, card);
+    htmx.process(card);
   }
 
   // Someone may be using the card being replaced: keep its open menu, what they typed, focus.
